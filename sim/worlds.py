@@ -99,7 +99,7 @@ class MujocoWorlds:
 
     def origins(self) -> np.ndarray:
         """(B, 3) world origins (the arm base of each world)."""
-        return self.body_pos("link0")
+        return self.gather(lambda b: b.model.body_pos[b.ids("body", "link0")])
 
     def close(self) -> None:
         self.workers.close()

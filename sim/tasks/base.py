@@ -54,6 +54,8 @@ class RandomizationConfig:
 class TaskConfig:
     """Settings shared by every arm task."""
 
+    name: str = ""
+    """Task name; each task's config sets it."""
     obs_mode: str = "state"
     """One of state, pixels (images plus proprioception), state+pixels."""
     reward_type: str = "dense"

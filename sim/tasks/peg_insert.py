@@ -37,6 +37,9 @@ HOLE_CENTER = np.array([0.5, 0.0, 0.0])
 class PegInsertConfig(TaskConfig):
     """PegInsert settings."""
 
+    name: str = "peg_insert"
+    """Task name (the Hydra ``task`` group option)."""
+
     clearance: float = 0.002
     """Total clearance between peg and hole (hole width minus peg width), m; at most 2 mm."""
     insert_depth: float = 0.015

@@ -26,6 +26,9 @@ CUBE_CENTER = np.array([0.5, 0.0, CUBE_HALF])
 class PickCubeConfig(TaskConfig):
     """PickCube settings."""
 
+    name: str = "pick_cube"
+    """Task name (the Hydra ``task`` group option)."""
+
     lift_height: float = 0.05
     """Height of the cube's bottom above the table counted as lifted, m."""
     cube_mass: float = 0.05

@@ -17,18 +17,21 @@ from robot_rl.sim.tasks.base import (
     world_frame,
 )
 
-GOAL_CENTER = np.array([0.5, 0.0, 0.25])
+GOAL_CENTER = np.array([0.45, 0.0, 0.3])
 
 
 @dataclass
 class ReachConfig(TaskConfig):
     """Reach settings."""
 
+    name: str = "reach"
+    """Task name (the Hydra ``task`` group option)."""
+
     goal_range: float = 0.15
     """Half-range of the goal around its nominal position per axis, m."""
     success_radius: float = 0.02
     """Distance counted as reached, m."""
-    max_episode_steps: int = 50
+    max_episode_steps: int = 80
 
 
 class Reach(ArmTask):

@@ -1,0 +1,84 @@
+"""``robot-rl``: one console script, Hydra-composed subcommands.
+
+    robot-rl collect task=peg_insert episodes=20 out=demos.zarr
+    robot-rl rollout task=pick_cube policy=expert video=out.mp4
+    robot-rl collect --help
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from robot_rl.cli import commands
+
+SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
+    "collect": ("collect scripted/random episodes into a zarr store", commands.collect),
+    "rollout": ("roll out a policy and write a video", commands.rollout),
+}
+
+
+def usage() -> str:
+    lines = ["usage: robot-rl <command> [key=value ...]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (text, _) in SUBCOMMANDS.items()]
+    lines += ["", "Each command takes Hydra overrides, e.g. task=peg_insert task.obs_mode=pixels.",
+              "robot-rl <command> --help prints its settings and defaults."]
+    return "\n".join(lines)
+
+
+def compose(command: str, overrides: list[str]):
+    """The command's config with overrides applied; raises ValueError on a bad override."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robot_rl.configs import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="robot_rl.configs", version_base="1.3"):
+            cfg = hydra_compose(config_name=command, overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValueError(" ".join(str(exc).split())) from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    command, overrides = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        print(f"robot-rl: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    help_wanted = any(a in ("-h", "--help") for a in overrides)
+    overrides = [a for a in overrides if a not in ("-h", "--help")]
+    try:
+        cfg = compose(command, overrides)
+    except ValueError as exc:
+        print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
+        return 2
+    if help_wanted:
+        print(f"robot-rl {command}: {SUBCOMMANDS[command][0]}\n")
+        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        return 0
+    try:
+        return SUBCOMMANDS[command][1](cfg)
+    except ValueError as exc:
+        print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robot-rl {command}: interrupted; everything finished so far is saved",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
