@@ -1,11 +1,9 @@
-"""Task names, their classes and config classes, and gymnasium registration."""
+"""Task names and their classes and config classes."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
-
-import gymnasium as gym
 
 from robot_rl.sim.tasks.base import ArmTask, TaskConfig
 from robot_rl.sim.tasks.peg_insert import PegInsert
@@ -13,8 +11,7 @@ from robot_rl.sim.tasks.pick_cube import PickCube
 from robot_rl.sim.tasks.reach import Reach
 
 TASKS: dict[str, type[ArmTask]] = {"reach": Reach, "pick_cube": PickCube, "peg_insert": PegInsert}
-ENV_IDS = {"reach": "robot_rl/Reach-v0", "pick_cube": "robot_rl/PickCube-v0",
-           "peg_insert": "robot_rl/PegInsert-v0"}
+from robot_rl.sim import ENV_IDS  # noqa: E402,F401  (re-exported)
 
 
 def task_config(task: str, **overrides: Any) -> TaskConfig:
@@ -26,15 +23,14 @@ def task_config(task: str, **overrides: Any) -> TaskConfig:
     unknown = set(overrides) - names
     if unknown:
         raise ValueError(f"unknown {task} setting(s) {sorted(unknown)}; valid: {sorted(names)}")
-    return cls(**overrides)
+    from omegaconf import OmegaConf
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), overrides)
+    except Exception as exc:  # OmegaConf's validation errors carry the offending key
+        raise ValueError(f"bad {task} setting: {' '.join(str(exc).split())}") from exc
+    return OmegaConf.to_object(merged)
 
 
 def make_task(task: str, cfg: TaskConfig | None = None, **overrides: Any) -> ArmTask:
     return TASKS[task](cfg if cfg is not None else task_config(task, **overrides))
-
-
-def register_envs() -> None:
-    for name, env_id in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point="robot_rl.sim.env:ArmTaskEnv",
-                         kwargs={"task": name}, disable_env_checker=True)
