@@ -297,9 +297,11 @@ class TaskRuntime:
         return out
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        def close_renderers(block: WorldBlock) -> None:  # GL contexts belong to their thread
+            for key in [k for k in self._renderers if k[0] == id(block)]:
+                self._renderers.pop(key).close()
+
+        self.worlds.run(close_renderers)
         self.arm.close()
         self.worlds.close()
 

@@ -1,0 +1,118 @@
+"""The zarr episode store: round trip, schema checks, and survival of interruptions."""
+
+import json
+
+import numpy as np
+import pytest
+
+from robot_rl.data.episode_store import EpisodeStore, StoreError, schema_of
+
+
+def episode(rng, length, image=True):
+    steps = {
+        "state": rng.normal(size=(length, 5)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (length, 7)).astype(np.float32),
+        "reward": rng.normal(size=length).astype(np.float32),
+        "terminated": np.eye(1, length, length - 1, dtype=bool)[0],
+        "truncated": np.zeros(length, bool),
+    }
+    final = {"state": rng.normal(size=5).astype(np.float32)}
+    if image:
+        steps["front"] = rng.integers(0, 255, (length, 16, 16, 3), dtype=np.uint8)
+        final["front"] = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    return steps, final
+
+
+ATTRS = {"task": "pick_cube", "obs_mode": "state+pixels", "config": {"a": 1}}
+
+
+def open_store(path, steps, final, attrs=ATTRS):
+    return EpisodeStore.create_or_append(path, schema_of(steps), schema_of(final, False), attrs)
+
+
+def test_round_trip_is_identical_and_in_diffusion_policy_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    episodes = [episode(rng, n) for n in (5, 1, 9)]
+    store = open_store(tmp_path / "d.zarr", *episodes[0])
+    for steps, final in episodes:
+        store.add_episode(steps, final)
+    again = EpisodeStore(tmp_path / "d.zarr")
+    np.testing.assert_array_equal(again.episode_ends, [5, 6, 15])
+    for i, (steps, final) in enumerate(episodes):
+        got_steps, got_final = again.episode(i)
+        for k in steps:
+            np.testing.assert_array_equal(got_steps[k], steps[k])
+            assert got_steps[k].dtype == steps[k].dtype
+        for k in final:
+            np.testing.assert_array_equal(got_final[k], final[k])
+    assert again.attrs["task"] == "pick_cube" and again.attrs["config"] == {"a": 1}
+    # diffusion_policy layout: data/<key> time-first, meta/episode_ends; images chunked per frame.
+    assert again.root["data"]["front"].chunks == (1, 16, 16, 3)
+    assert again.root["meta"]["episode_ends"][:].tolist() == [5, 6, 15]
+    meta = json.loads((tmp_path / "d.zarr" / "zarr.json").read_text())
+    assert meta["zarr_format"] == 3
+
+
+def test_append_with_a_different_schema_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    steps, final = episode(rng, 4)
+    open_store(tmp_path / "d.zarr", steps, final).add_episode(steps, final)
+    steps2, final2 = episode(rng, 4, image=False)
+    with pytest.raises(StoreError, match="schema differs"):
+        open_store(tmp_path / "d.zarr", steps2, final2)
+    with pytest.raises(StoreError, match="task"):
+        open_store(tmp_path / "d.zarr", steps, final, {**ATTRS, "task": "reach"})
+    assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 1  # nothing was lost
+
+
+def test_store_cut_short_mid_episode_keeps_completed_episodes(tmp_path):
+    """Simulate a kill after data rows were written but before the episode end was recorded."""
+    rng = np.random.default_rng(2)
+    steps, final = episode(rng, 6)
+    store = open_store(tmp_path / "d.zarr", steps, final)
+    store.add_episode(steps, final)
+    partial, _ = episode(rng, 3)
+    for key, value in partial.items():  # half-written episode: data grew, ends did not
+        arr = store.root["data"][key]
+        arr.resize((9, *arr.shape[1:]))
+        arr[6:9] = value
+    ends = store.root["meta"]["episode_ends"]
+    ends.resize((2,))  # the new end entry exists but was never written (reads as 0)
+    reopened = EpisodeStore(tmp_path / "d.zarr", mode="r+")
+    assert reopened.num_episodes == 1 and reopened.num_steps == 6
+    np.testing.assert_array_equal(reopened.episode(0)[0]["state"], steps["state"])
+    # Appending continues from the last complete episode and overwrites the partial rows.
+    more, more_final = episode(rng, 2)
+    reopened.add_episode(more, more_final)
+    final_store = EpisodeStore(tmp_path / "d.zarr")
+    np.testing.assert_array_equal(final_store.episode_ends, [6, 8])
+    np.testing.assert_array_equal(final_store.episode(1)[0]["action"], more["action"])
+
+
+def test_corrupt_episode_end_chunk_drops_only_that_episode(tmp_path):
+    rng = np.random.default_rng(3)
+    steps, final = episode(rng, 3, image=False)
+    store = open_store(tmp_path / "d.zarr", steps, final)
+    for _ in range(3):
+        store.add_episode(*episode(rng, 3, image=False))
+    chunk = tmp_path / "d.zarr" / "meta" / "episode_ends" / "c" / "2"
+    chunk.write_bytes(chunk.read_bytes()[:3])  # a write cut short
+    assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 2
+
+
+def test_not_a_store_gives_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="not a zarr store"):
+        EpisodeStore(tmp_path)
+    (tmp_path / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreError, match="cannot open"):
+        EpisodeStore(tmp_path)
+
+
+def test_mismatched_episode_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    steps, final = episode(rng, 4)
+    store = open_store(tmp_path / "d.zarr", steps, final)
+    steps["action"] = steps["action"][:, :6]
+    with pytest.raises(StoreError, match="do not match"):
+        store.add_episode(steps, final)
+    assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 0
