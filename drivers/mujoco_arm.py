@@ -12,15 +12,6 @@ from dataclasses import dataclass, field
 import mujoco
 import numba
 import numpy as np
-
-from robot_rl.control.impedance import (
-    ImpedanceConfig,
-    ImpedanceController,
-    clamp_stiffness,
-    filter_row,
-    torque_row,
-)
-from robot_rl.control.rotations import mat_to_quat
 from robot_rl.drivers.arm import Arm, ArmFault, ArmState, ImpedanceCommand
 from robot_rl.sim.scene import (
     GRIPPER_MAX_WIDTH,
@@ -31,6 +22,15 @@ from robot_rl.sim.scene import (
     VELOCITY_LIMITS,
 )
 from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
+
+from robot_rl.control.impedance import (
+    ImpedanceConfig,
+    ImpedanceController,
+    clamp_stiffness,
+    filter_row,
+    torque_row,
+)
+from robot_rl.control.rotations import mat_to_quat
 
 ARM_DOF = 7
 FINGERS = slice(7, 9)
@@ -112,8 +112,11 @@ class MujocoArm(Arm):
         the resulting pose. Objects already placed in those worlds are kept; other worlds are not
         touched. Physics is not stepped."""
         worlds = np.asarray(worlds)
-        widths = (np.full(len(worlds), GRIPPER_MAX_WIDTH) if gripper_width is None
-                  else np.asarray(gripper_width, dtype=np.float64))
+        widths = (
+            np.full(len(worlds), GRIPPER_MAX_WIDTH)
+            if gripper_width is None
+            else np.asarray(gripper_width, dtype=np.float64)
+        )
         for block in self.worlds.blocks:
             mine = (worlds >= block.rows.start) & (worlds < block.rows.stop)
             if not mine.any():
@@ -145,8 +148,16 @@ class MujocoArm(Arm):
         finite = np.isfinite(q).all(1) & np.isfinite(qd).all(1)
         faults[~finite] |= ArmFault.NON_FINITE_STATE.value
         rot = d.site_xmat[tcp].reshape(block.n, 3, 3)
-        return (q, qd, d.site_xpos[tcp].copy(), mat_to_quat(rot), (jac @ qd[..., None])[..., 0],
-                wrench, block.qpos[:, FINGERS].sum(1), faults)
+        return (
+            q,
+            qd,
+            d.site_xpos[tcp].copy(),
+            mat_to_quat(rot),
+            (jac @ qd[..., None])[..., 0],
+            wrench,
+            block.qpos[:, FINGERS].sum(1),
+            faults,
+        )
 
     def _simulate_block(self, block: WorldBlock, ticks: int) -> None:
         """``ticks`` physics steps of one block; Python does 3 calls per tick, the rest is
@@ -155,18 +166,44 @@ class MujocoArm(Arm):
         a = cfg.impedance.arrays
         block.ctrl[:, GRIPPER_ACTUATOR] = self._gripper_cmd[rows]
         args = (
-            block.ids("site", TCP_SITE), block.ids("joint", "joint1"), block.nq, block.nv,
-            block.nu, c.pos_desired[rows], c.pos_target[rows], c.quat_desired[rows],
-            c.quat_target[rows], c.stiffness[rows], c.stiffness_target[rows], c.tau_prev[rows],
-            cfg.impedance.filter_alpha, a.clip, cfg.impedance.damping_ratio,
-            cfg.impedance.nullspace_stiffness, a.nullspace_posture,
-            cfg.impedance.torque_rate_limit, a.torque_limits, self._velocity_limit,
-            self._joint_lower, self._joint_upper, self._faults[rows],
+            block.ids("site", TCP_SITE),
+            block.ids("joint", "joint1"),
+            block.nq,
+            block.nv,
+            block.nu,
+            c.pos_desired[rows],
+            c.pos_target[rows],
+            c.quat_desired[rows],
+            c.quat_target[rows],
+            c.stiffness[rows],
+            c.stiffness_target[rows],
+            c.tau_prev[rows],
+            cfg.impedance.filter_alpha,
+            a.clip,
+            cfg.impedance.damping_ratio,
+            cfg.impedance.nullspace_stiffness,
+            a.nullspace_posture,
+            cfg.impedance.torque_rate_limit,
+            a.torque_limits,
+            self._velocity_limit,
+            self._joint_lower,
+            self._joint_upper,
+            self._faults[rows],
         )
         for _ in range(ticks):
             mujoco.mj_step1(m, d)
-            _control_tick(d.xaxis, d.xanchor, d.site_xpos, d.site_xmat, d.qpos, d.qvel,
-                          d.qfrc_bias, d.qfrc_gravcomp, d.ctrl, *args)
+            _control_tick(
+                d.xaxis,
+                d.xanchor,
+                d.site_xpos,
+                d.site_xmat,
+                d.qpos,
+                d.qvel,
+                d.qfrc_bias,
+                d.qfrc_gravcomp,
+                d.ctrl,
+                *args,
+            )
             mujoco.mj_step2(m, d)
         mujoco.mj_forward(m, d)
 
@@ -188,9 +225,38 @@ def _arm_jacobians(xaxis, xanchor, site_xpos, sites, first_joints, out):
 
 @numba.njit(cache=True, nogil=True)
 def _control_tick(
-    xaxis, xanchor, site_xpos, site_xmat, qpos, qvel, qfrc_bias, qfrc_gravcomp, ctrl,
-    sites, first_joints, nq, nv, nu, pos_d, pos_t, quat_d, quat_t, stiff, stiff_t, tau_prev,
-    alpha, clip, zeta, k_ns, posture, rate, tau_limits, vel_limit, q_low, q_high, faults,
+    xaxis,
+    xanchor,
+    site_xpos,
+    site_xmat,
+    qpos,
+    qvel,
+    qfrc_bias,
+    qfrc_gravcomp,
+    ctrl,
+    sites,
+    first_joints,
+    nq,
+    nv,
+    nu,
+    pos_d,
+    pos_t,
+    quat_d,
+    quat_t,
+    stiff,
+    stiff_t,
+    tau_prev,
+    alpha,
+    clip,
+    zeta,
+    k_ns,
+    posture,
+    rate,
+    tau_limits,
+    vel_limit,
+    q_low,
+    q_high,
+    faults,
 ):
     """One 1 kHz tick for the n arms of a block: filter, impedance law, fault latch, ctrl."""
     n = sites.shape[0]
@@ -199,14 +265,31 @@ def _control_tick(
     tau = np.empty(ARM_DOF)
     coriolis = np.empty(ARM_DOF)
     for k in range(n):
-        q, qd = qpos[k * nq: k * nq + ARM_DOF], qvel[k * nv: k * nv + ARM_DOF]
+        q, qd = qpos[k * nq : k * nq + ARM_DOF], qvel[k * nv : k * nv + ARM_DOF]
         for j in range(ARM_DOF):
             # The robot cancels gravity itself, so the law adds only the Coriolis part.
             coriolis[j] = qfrc_bias[k * nv + j] - qfrc_gravcomp[k * nv + j]
         filter_row(pos_d[k], pos_t[k], quat_d[k], quat_t[k], stiff[k], stiff_t[k], alpha)
         rot = site_xmat[sites[k]].reshape(3, 3)
-        torque_row(jac[k], site_xpos[sites[k]], rot, q, qd, coriolis, pos_d[k], quat_d[k],
-                   stiff[k], tau_prev[k], clip, zeta, k_ns, posture, rate, tau_limits, tau)
+        torque_row(
+            jac[k],
+            site_xpos[sites[k]],
+            rot,
+            q,
+            qd,
+            coriolis,
+            pos_d[k],
+            quat_d[k],
+            stiff[k],
+            tau_prev[k],
+            clip,
+            zeta,
+            k_ns,
+            posture,
+            rate,
+            tau_limits,
+            tau,
+        )
         for j in range(ARM_DOF):
             if abs(qd[j]) > vel_limit[j]:
                 faults[k] |= FAULT_VELOCITY

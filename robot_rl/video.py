@@ -15,8 +15,14 @@ def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: fl
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    with imageio.get_writer(path, fps=fps, codec="libx264", pixelformat="yuv420p",
-                            macro_block_size=16, ffmpeg_log_level="error") as writer:
+    with imageio.get_writer(
+        path,
+        fps=fps,
+        codec="libx264",
+        pixelformat="yuv420p",
+        macro_block_size=16,
+        ffmpeg_log_level="error",
+    ) as writer:
         for frame in frames:
             writer.append_data(frame)
     return path

@@ -7,18 +7,25 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
-from robot_rl.batched_env import BatchedEnv
 from robot_rl.sim.env import observation_space
 from robot_rl.sim.registry import make_task, task_config
 from robot_rl.sim.tasks.base import TaskConfig, TaskRuntime
+
+from robot_rl.batched_env import BatchedEnv
 
 
 class MujocoBatchedEnv(BatchedEnv):
     """N worlds of one task; worlds are split over ``num_threads`` blocks (0: one per core)."""
 
-    def __init__(self, task: str, num_envs: int, cfg: TaskConfig | None = None,
-                 device: str | torch.device = "cpu", num_threads: int = 0, **overrides: Any):
+    def __init__(
+        self,
+        task: str,
+        num_envs: int,
+        cfg: TaskConfig | None = None,
+        device: str | torch.device = "cpu",
+        num_threads: int = 0,
+        **overrides: Any,
+    ):
         cfg = cfg if cfg is not None else task_config(task, **overrides)
         self.runtime = TaskRuntime(make_task(task, cfg), num_envs, num_threads)
         self.num_envs = num_envs
@@ -45,8 +52,9 @@ class MujocoBatchedEnv(BatchedEnv):
             obs = self.runtime.observe()
         else:
             obs = final
-        out_info: dict[str, Any] = {k: torch.from_numpy(np.asarray(v)).to(self.device)
-                                    for k, v in info.items()}
+        out_info: dict[str, Any] = {
+            k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in info.items()
+        }
         out_info["final_obs"] = self._tensors(final)
         out_info["done"] = torch.from_numpy(done).to(self.device)
         return (

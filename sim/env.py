@@ -6,7 +6,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from robot_rl.sim.registry import make_task, task_config
 from robot_rl.sim.tasks.base import PROPRIO_DIM, TaskConfig, TaskRuntime
 
@@ -36,8 +35,13 @@ class ArmTaskEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, task: str = "reach", cfg: TaskConfig | None = None,
-                 render_mode: str | None = None, **overrides: Any):
+    def __init__(
+        self,
+        task: str = "reach",
+        cfg: TaskConfig | None = None,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ):
         cfg = cfg if cfg is not None else task_config(task, **overrides)
         self.task_name = task
         self.runtime = TaskRuntime(make_task(task, cfg), num_worlds=1, num_threads=1)

@@ -7,12 +7,12 @@ their demonstrations are valid training data. Rotation actions hold the tool top
 from __future__ import annotations
 
 import numpy as np
-
-from robot_rl.control.rotations import orientation_error, quat_to_mat
 from robot_rl.sim.tasks.base import TOP_DOWN_QUAT, TaskRuntime
 from robot_rl.sim.tasks.peg_insert import PEG_HALF, PegInsert
-from robot_rl.sim.tasks.pick_cube import CUBE_HALF, PickCube
+from robot_rl.sim.tasks.pick_cube import PickCube
 from robot_rl.sim.tasks.reach import Reach
+
+from robot_rl.control.rotations import orientation_error, quat_to_mat
 
 OPEN, CLOSE = 1.0, -1.0
 
@@ -21,8 +21,11 @@ def _move(rt: TaskRuntime, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
     """Translation and top-down rotation actions toward ``target`` (B, 3) -> (B, 6)."""
     state = rt.arm_state
     dpos = gain * (target - state.ee_pos) / rt.cfg.pos_scale
-    rot_err = orientation_error(state.ee_quat, np.broadcast_to(TOP_DOWN_QUAT, state.ee_quat.shape),
-                                quat_to_mat(state.ee_quat))
+    rot_err = orientation_error(
+        state.ee_quat,
+        np.broadcast_to(TOP_DOWN_QUAT, state.ee_quat.shape),
+        quat_to_mat(state.ee_quat),
+    )
     drot = -rot_err / rt.cfg.rot_scale
     return np.clip(np.concatenate([dpos, drot], axis=1), -1.0, 1.0)
 
@@ -69,9 +72,7 @@ def peg_insert_expert(rt: TaskRuntime) -> np.ndarray:
     xy_err = np.linalg.norm(tip[:, :2] - hole[:, :2], axis=1)
     above = tip[:, 2] > hole[:, 2] + 0.003
     aligned = xy_err < 0.6 * PEG_HALF * 0.1
-    target_tip = hole + np.where(
-        (above & ~aligned)[:, None], [0.0, 0.0, 0.01], [0.0, 0.0, -0.03]
-    )
+    target_tip = hole + np.where((above & ~aligned)[:, None], [0.0, 0.0, 0.01], [0.0, 0.0, -0.03])
     return _with_gripper(rt, _move(rt, target_tip - offset, gain=0.6), np.full(len(tcp), CLOSE))
 
 

@@ -2,7 +2,8 @@
 approximate inertias, a parallel-jaw gripper, a wrist camera and a fixed front camera.
 
 Geometry is built from primitives. One model can hold several independent worlds (one MuJoCo
-step then advances all of them with no Python per world); names carry a ``w<k>/`` prefix. Every arm body carries ``gravcomp=1``:
+step then advances all of them with no Python per world); names carry a ``w<k>/`` prefix.
+Every arm body carries ``gravcomp=1``:
 the simulator cancels the arm's own gravity as the Franka's firmware does, while grasped objects
 and payloads stay uncompensated.
 """
@@ -30,20 +31,69 @@ GRIPPER_FORCE = 70.0
 # Body chain from the published Panda kinematics (modified DH converted to MJCF frames):
 # name, pos, quat, mass, centre of mass, diagonal inertia, capsule (from, to, radius).
 _LINKS = (
-    ("link1", "0 0 0.333", "1 0 0 0", 4.97, "0.004 -0.002 -0.05", "0.70 0.70 0.009",
-     ("0 0 -0.19", "0 0 0", 0.065)),
-    ("link2", "0 0 0", "0.7071068 -0.7071068 0 0", 0.65, "-0.003 -0.029 0.003", "0.008 0.003 0.008",
-     ("0 0 -0.06", "0 -0.22 0", 0.06)),
-    ("link3", "0 -0.316 0", "0.7071068 0.7071068 0 0", 3.23, "0.028 0.039 -0.067",
-     "0.037 0.036 0.011", ("0 0 -0.1", "0.08 0 0", 0.06)),
-    ("link4", "0.0825 0 0", "0.7071068 0.7071068 0 0", 3.59, "-0.053 0.104 0.027",
-     "0.026 0.019 0.029", ("0 0 0", "-0.08 0.1 0", 0.06)),
-    ("link5", "-0.0825 0.384 0", "0.7071068 -0.7071068 0 0", 1.23, "-0.012 0.041 -0.038",
-     "0.036 0.029 0.008", ("0 0 -0.22", "0 0.08 -0.02", 0.055)),
-    ("link6", "0 0 0", "0.7071068 0.7071068 0 0", 1.67, "0.060 -0.014 -0.011",
-     "0.002 0.004 0.005", ("0 0 -0.03", "0.088 0 0", 0.05)),
-    ("link7", "0.088 0 0", "0.7071068 0.7071068 0 0", 0.74, "0.011 -0.004 0.062",
-     "0.013 0.010 0.006", ("0 0 0", "0 0 0.08", 0.045)),
+    (
+        "link1",
+        "0 0 0.333",
+        "1 0 0 0",
+        4.97,
+        "0.004 -0.002 -0.05",
+        "0.70 0.70 0.009",
+        ("0 0 -0.19", "0 0 0", 0.065),
+    ),
+    (
+        "link2",
+        "0 0 0",
+        "0.7071068 -0.7071068 0 0",
+        0.65,
+        "-0.003 -0.029 0.003",
+        "0.008 0.003 0.008",
+        ("0 0 -0.06", "0 -0.22 0", 0.06),
+    ),
+    (
+        "link3",
+        "0 -0.316 0",
+        "0.7071068 0.7071068 0 0",
+        3.23,
+        "0.028 0.039 -0.067",
+        "0.037 0.036 0.011",
+        ("0 0 -0.1", "0.08 0 0", 0.06),
+    ),
+    (
+        "link4",
+        "0.0825 0 0",
+        "0.7071068 0.7071068 0 0",
+        3.59,
+        "-0.053 0.104 0.027",
+        "0.026 0.019 0.029",
+        ("0 0 0", "-0.08 0.1 0", 0.06),
+    ),
+    (
+        "link5",
+        "-0.0825 0.384 0",
+        "0.7071068 -0.7071068 0 0",
+        1.23,
+        "-0.012 0.041 -0.038",
+        "0.036 0.029 0.008",
+        ("0 0 -0.22", "0 0.08 -0.02", 0.055),
+    ),
+    (
+        "link6",
+        "0 0 0",
+        "0.7071068 0.7071068 0 0",
+        1.67,
+        "0.060 -0.014 -0.011",
+        "0.002 0.004 0.005",
+        ("0 0 -0.03", "0.088 0 0", 0.05),
+    ),
+    (
+        "link7",
+        "0.088 0 0",
+        "0.7071068 0.7071068 0 0",
+        0.74,
+        "0.011 -0.004 0.062",
+        "0.013 0.010 0.006",
+        ("0 0 0", "0 0 0.08", 0.045),
+    ),
 )
 
 
@@ -67,7 +117,8 @@ def _arm_xml(p: str) -> str:
 
 
 def _hand_xml(p: str, pad: str) -> str:
-    return f"""{pad}<body name="{p}hand" pos="0 0 0.107" quat="0.9238795 0 0 -0.3826834" gravcomp="1">
+    hand_quat = "0.9238795 0 0 -0.3826834"  # -45 deg about z, as the Franka hand
+    return f"""{pad}<body name="{p}hand" pos="0 0 0.107" quat="{hand_quat}" gravcomp="1">
 {pad}  <inertial pos="0 0 0.03" mass="0.73" diaginertia="0.001 0.0025 0.0017"/>
 {pad}  <geom type="box" size="0.02 0.1 0.025" pos="0 0 0.03" class="arm_link" rgba="0.9 0.9 0.9 1"/>
 {pad}  <geom type="cylinder" size="0.04 0.01" pos="0 0 0.005" class="arm_link"/>
@@ -111,7 +162,8 @@ def _world_xml(k: int, origin: tuple[float, float, float], task: TaskBodies) -> 
     p = world_prefix(k)
     return f"""    <geom name="{p}floor" type="plane" size="1.5 1.5 0.1" material="grid"
           pos="{vec(np.add(origin, (0.3, 0, -0.75)))}" contype="1" conaffinity="3"/>
-    <geom name="{p}table" type="box" size="0.5 0.6 0.375" pos="{vec(np.add(origin, (0.45, 0, -0.375)))}"
+    <geom name="{p}table" type="box" size="0.5 0.6 0.375"
+          pos="{vec(np.add(origin, (0.45, 0, -0.375)))}"
           material="table" class="object"/>
     <camera name="{p}front" pos="{vec(np.add(origin, (1.1, 0, 0.6)))}" xyaxes="0 1 0 -0.61 0 0.79"
             fovy="55"/>

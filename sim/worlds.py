@@ -11,7 +11,6 @@ import os
 
 import mujoco
 import numpy as np
-
 from robot_rl.drivers.worker_pool import BlockWorkers, split_rows
 from robot_rl.sim.scene import TaskBodies, scene_xml, world_prefix
 
@@ -46,8 +45,10 @@ class WorldBlock:
         """(n,) ids of ``w<k>/name`` for every world k of this block."""
         key = (kind, name)
         if key not in self._ids:
-            ids = [mujoco.mj_name2id(self.model, _OBJ[kind], world_prefix(k) + name)
-                   for k in range(self.n)]
+            ids = [
+                mujoco.mj_name2id(self.model, _OBJ[kind], world_prefix(k) + name)
+                for k in range(self.n)
+            ]
             if min(ids) < 0:
                 raise KeyError(f"no {kind} named {name!r} in the scene")
             self._ids[key] = np.asarray(ids)
@@ -67,9 +68,7 @@ class MujocoWorlds:
         self.num_worlds = num_worlds
         threads = num_threads or min(os.cpu_count() or 1, num_worlds)
         rows = split_rows(num_worlds, threads)
-        self.blocks = [
-            WorldBlock(scene_xml(task, r.stop - r.start, timestep), r) for r in rows
-        ]
+        self.blocks = [WorldBlock(scene_xml(task, r.stop - r.start, timestep), r) for r in rows]
         self.workers = BlockWorkers(num_worlds, len(self.blocks))
         self.dt = float(self.blocks[0].model.opt.timestep)
 

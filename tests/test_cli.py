@@ -39,8 +39,14 @@ def test_bad_settings_fail_clearly(override):
 
 
 def test_collect_writes_demonstrations(tmp_path):
-    out = run("collect", "task=reach", "episodes=3", "num_envs=2", f"out={tmp_path/'d.zarr'}",
-              "progress=false")
+    out = run(
+        "collect",
+        "task=reach",
+        "episodes=3",
+        "num_envs=2",
+        f"out={tmp_path / 'd.zarr'}",
+        "progress=false",
+    )
     assert out.returncode == 0, out.stderr
     store = EpisodeStore(tmp_path / "d.zarr")
     assert store.num_episodes == 3
@@ -49,8 +55,14 @@ def test_collect_writes_demonstrations(tmp_path):
         steps, _ = store.episode(i)
         assert steps["terminated"][-1] and not steps["terminated"][:-1].any()
     # Appending a pixel store onto a state store is refused and loses nothing.
-    out = run("collect", "task=reach", "task.obs_mode=pixels", "episodes=1",
-              f"out={tmp_path/'d.zarr'}", "progress=false")
+    out = run(
+        "collect",
+        "task=reach",
+        "task.obs_mode=pixels",
+        "episodes=1",
+        f"out={tmp_path / 'd.zarr'}",
+        "progress=false",
+    )
     assert out.returncode == 2 and "cannot append" in out.stderr
     assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 3
 
@@ -60,8 +72,18 @@ def test_collect_writes_demonstrations(tmp_path):
 def test_interrupted_collection_keeps_every_finished_episode(tmp_path, sig):
     path = tmp_path / "d.zarr"
     proc = subprocess.Popen(
-        [*CLI, "collect", "task=reach", "episodes=500", "num_envs=2", f"out={path}",
-         "progress=false"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *CLI,
+            "collect",
+            "task=reach",
+            "episodes=500",
+            "num_envs=2",
+            f"out={path}",
+            "progress=false",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -3,10 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import robot_rl.sim  # noqa: F401  (registers the envs)
 import torch
 from gymnasium.utils.env_checker import check_env
-
-import robot_rl.sim  # noqa: F401  (registers the envs)
 from robot_rl.sim.batched import MujocoBatchedEnv
 from robot_rl.sim.registry import ENV_IDS
 
@@ -41,8 +40,9 @@ def test_check_env(task):
 
 def test_seed_reproduces_episode():
     def run(seed):
-        env = gym.make(ENV_IDS["pick_cube"], randomization={"object_xy": 0.05,
-                                                            "friction_scale": [0.5, 1.5]})
+        env = gym.make(
+            ENV_IDS["pick_cube"], randomization={"object_xy": 0.05, "friction_scale": [0.5, 1.5]}
+        )
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
         out = [obs["state"]]

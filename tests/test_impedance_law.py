@@ -19,8 +19,11 @@ def inputs(batch=1, seed=0):
     jac = np.zeros((batch, 6, 7))
     jac[:, :, :6] = np.eye(6)  # the 7th joint is pure nullspace
     return dict(
-        jac=jac, pos=np.zeros((batch, 3)), rot=np.tile(np.eye(3), (batch, 1, 1)),
-        q=np.tile(POSTURE, (batch, 1)), qd=np.zeros((batch, 7)),
+        jac=jac,
+        pos=np.zeros((batch, 3)),
+        rot=np.tile(np.eye(3), (batch, 1, 1)),
+        q=np.tile(POSTURE, (batch, 1)),
+        qd=np.zeros((batch, 7)),
         coriolis=rng.normal(size=(batch, 7)),
     )
 
@@ -28,7 +31,13 @@ def inputs(batch=1, seed=0):
 def law(cfg, x, pos_d=None, quat_d=None, stiffness=None, tau_prev=None):
     b = x["q"].shape[0]
     return impedance_torque(
-        cfg, x["jac"], x["pos"], x["rot"], x["q"], x["qd"], x["coriolis"],
+        cfg,
+        x["jac"],
+        x["pos"],
+        x["rot"],
+        x["q"],
+        x["qd"],
+        x["coriolis"],
         np.zeros((b, 3)) if pos_d is None else pos_d,
         np.tile([1.0, 0, 0, 0], (b, 1)) if quat_d is None else quat_d,
         np.tile(cfg.default_stiffness(), (b, 1)) if stiffness is None else stiffness,
@@ -67,8 +76,10 @@ def test_error_is_clipped_per_axis():
     # current - desired, clipped: (-0.5 -> -0.01), (0.3 -> 0.01), (-0.002 stays)
     np.testing.assert_allclose(tau[0, :3], -k[:3] * np.array([-0.01, 0.01, -0.002]), rtol=1e-6)
     assert abs(tau[0, 5]) == pytest.approx(k[5] * cfg.rotational_clip, rel=1e-6)
-    assert np.all(np.abs(tau[0, :6]) <= k * np.r_[[cfg.translational_clip] * 3,
-                                                  [cfg.rotational_clip] * 3] + 1e-9)
+    assert np.all(
+        np.abs(tau[0, :6])
+        <= k * np.r_[[cfg.translational_clip] * 3, [cfg.rotational_clip] * 3] + 1e-9
+    )
 
 
 def test_orientation_error_invariant_to_quaternion_sign():
@@ -88,8 +99,9 @@ def test_orientation_error_invariant_to_quaternion_sign():
     # along the axis from desired to current.
     small = axis_angle_to_quat(np.array([[0.0, 0.02, 0.0]]))
     identity = np.array([[1.0, 0, 0, 0]])
-    np.testing.assert_allclose(orientation_error(small, identity), [[0, np.sin(0.01), 0]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        orientation_error(small, identity), [[0, np.sin(0.01), 0]], atol=1e-9
+    )
 
 
 def test_torque_rate_limit_per_tick():
@@ -115,8 +127,12 @@ def test_torque_saturation():
 def test_stiffness_clamped_and_filtered():
     cfg = ImpedanceConfig()
     ctrl = ImpedanceController(cfg, 2)
-    ctrl.set_target(slice(None), np.zeros((2, 3)), np.tile([1.0, 0, 0, 0], (2, 1)),
-                    np.array([[1e6] * 6, [-5.0] * 6]))
+    ctrl.set_target(
+        slice(None),
+        np.zeros((2, 3)),
+        np.tile([1.0, 0, 0, 0], (2, 1)),
+        np.array([[1e6] * 6, [-5.0] * 6]),
+    )
     np.testing.assert_array_equal(ctrl.stiffness_target[0], cfg.stiffness_max)
     np.testing.assert_array_equal(ctrl.stiffness_target[1], cfg.stiffness_min)
     before = ctrl.stiffness.copy()
@@ -129,7 +145,9 @@ def test_setpoint_low_pass_filter():
     cfg = ImpedanceConfig()
     ctrl = ImpedanceController(cfg, 1)
     ctrl.reset(slice(None), np.zeros((1, 3)), np.array([[1.0, 0, 0, 0]]))
-    ctrl.set_target(slice(None), np.array([[0.1, 0, 0]]), axis_angle_to_quat(np.array([[0, 0, 0.2]])))
+    ctrl.set_target(
+        slice(None), np.array([[0.1, 0, 0]]), axis_angle_to_quat(np.array([[0, 0, 0.2]]))
+    )
     for _ in range(200):
         ctrl.filter()
     expected = 0.1 * (1 - (1 - cfg.filter_alpha) ** 200)

@@ -30,12 +30,15 @@ def collect(cfg: CollectConfig) -> int:
     policy = _policy(cfg.policy, cfg.task.name)
     rt = TaskRuntime(make_task(cfg.task.name, cfg.task), cfg.num_envs)
     try:
-        stats = collect_episodes(rt, policy, cfg.episodes, cfg.out, cfg.seed,
-                                 cfg.only_successful, cfg.progress)
+        stats = collect_episodes(
+            rt, policy, cfg.episodes, cfg.out, cfg.seed, cfg.only_successful, cfg.progress
+        )
     finally:
         rt.close()
-    console.print(f"wrote {stats.written} episodes to {cfg.out} "
-                  f"({stats.successes}/{stats.attempted} attempts succeeded)")
+    console.print(
+        f"wrote {stats.written} episodes to {cfg.out} "
+        f"({stats.successes}/{stats.attempted} attempts succeeded)"
+    )
     return 0 if stats.written == cfg.episodes else 1
 
 

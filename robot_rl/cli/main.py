@@ -1,8 +1,8 @@
 """``robot-rl``: one console script, Hydra-composed subcommands.
 
-    robot-rl collect task=peg_insert episodes=20 out=demos.zarr
-    robot-rl rollout task=pick_cube policy=expert video=out.mp4
-    robot-rl collect --help
+robot-rl collect task=peg_insert episodes=20 out=demos.zarr
+robot-rl rollout task=pick_cube policy=expert video=out.mp4
+robot-rl collect --help
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
 def usage() -> str:
     lines = ["usage: robot-rl <command> [key=value ...]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, (text, _) in SUBCOMMANDS.items()]
-    lines += ["", "Each command takes Hydra overrides, e.g. task=peg_insert task.obs_mode=pixels.",
-              "robot-rl <command> --help prints its settings and defaults."]
+    lines += [
+        "",
+        "Each command takes Hydra overrides, e.g. task=peg_insert task.obs_mode=pixels.",
+        "robot-rl <command> --help prints its settings and defaults.",
+    ]
     return "\n".join(lines)
 
 
@@ -75,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"robot-rl {command}: interrupted; everything finished so far is saved",
-              file=sys.stderr)
+        print(
+            f"robot-rl {command}: interrupted; everything finished so far is saved", file=sys.stderr
+        )
         return 130
 
 

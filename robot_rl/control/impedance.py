@@ -9,7 +9,8 @@ and in the real-time controller node, so nothing here imports a simulator. The p
 are compiled with numba: at 1 kHz a NumPy version spends ~200 us per tick in call overhead alone.
 
 Shapes: J (B, 6, 7) with linear rows first; positions (B, 3); measured orientations as rotation
-matrices (B, 3, 3); setpoint quaternions (B, 4) as (w, x, y, z); joint vectors (B, 7); stiffness (B, 6) as [x, y, z, rx, ry, rz].
+matrices (B, 3, 3); setpoint quaternions (B, 4) as (w, x, y, z); joint vectors (B, 7);
+stiffness (B, 6) as [x, y, z, rx, ry, rz].
 """
 
 from __future__ import annotations
@@ -156,8 +157,23 @@ def _solve_spd(a, b):
 
 @numba.njit(cache=True, nogil=True)
 def torque_row(
-    jac, pos, rot, q, qd, coriolis, pos_d, quat_d, stiffness, tau_prev,
-    clip, damping_ratio, k_ns, posture, rate, tau_limits, out,
+    jac,
+    pos,
+    rot,
+    q,
+    qd,
+    coriolis,
+    pos_d,
+    quat_d,
+    stiffness,
+    tau_prev,
+    clip,
+    damping_ratio,
+    k_ns,
+    posture,
+    rate,
+    tau_limits,
+    out,
 ):
     """The law for one arm; arguments are one row of ``impedance_torque``'s (compiled)."""
     dof = q.shape[0]
@@ -201,13 +217,43 @@ def torque_row(
 
 @numba.njit(cache=True, nogil=True)
 def _impedance_kernel(
-    jac, pos, rot, q, qd, coriolis, pos_d, quat_d, stiffness, tau_prev,
-    clip, damping_ratio, k_ns, posture, rate, tau_limits, out,
+    jac,
+    pos,
+    rot,
+    q,
+    qd,
+    coriolis,
+    pos_d,
+    quat_d,
+    stiffness,
+    tau_prev,
+    clip,
+    damping_ratio,
+    k_ns,
+    posture,
+    rate,
+    tau_limits,
+    out,
 ):
     for b in range(q.shape[0]):
         torque_row(
-            jac[b], pos[b], rot[b], q[b], qd[b], coriolis[b], pos_d[b], quat_d[b], stiffness[b],
-            tau_prev[b], clip, damping_ratio, k_ns, posture, rate, tau_limits, out[b],
+            jac[b],
+            pos[b],
+            rot[b],
+            q[b],
+            qd[b],
+            coriolis[b],
+            pos_d[b],
+            quat_d[b],
+            stiffness[b],
+            tau_prev[b],
+            clip,
+            damping_ratio,
+            k_ns,
+            posture,
+            rate,
+            tau_limits,
+            out[b],
         )
 
 
@@ -232,9 +278,23 @@ def impedance_torque(
     a = cfg.arrays
     out = np.empty_like(q, dtype=np.float64)
     _impedance_kernel(
-        jac, pos, rot, q, qd, coriolis, pos_desired, quat_desired, stiffness, tau_prev,
-        a.clip, cfg.damping_ratio, cfg.nullspace_stiffness, a.nullspace_posture,
-        cfg.torque_rate_limit, a.torque_limits, out,
+        jac,
+        pos,
+        rot,
+        q,
+        qd,
+        coriolis,
+        pos_desired,
+        quat_desired,
+        stiffness,
+        tau_prev,
+        a.clip,
+        cfg.damping_ratio,
+        cfg.nullspace_stiffness,
+        a.nullspace_posture,
+        cfg.torque_rate_limit,
+        a.torque_limits,
+        out,
     )
     return out
 
@@ -287,8 +347,10 @@ class ImpedanceController:
     def reset(self, rows: slice, pos: np.ndarray, quat: np.ndarray) -> None:
         """Hold the given pose with default stiffness and no torque history."""
         for arr, value in (
-            (self.pos_desired, pos), (self.pos_target, pos),
-            (self.quat_desired, quat), (self.quat_target, quat),
+            (self.pos_desired, pos),
+            (self.pos_target, pos),
+            (self.quat_desired, quat),
+            (self.quat_target, quat),
             (self.stiffness, self.cfg.default_stiffness()),
             (self.stiffness_target, self.cfg.default_stiffness()),
             (self.tau_prev, 0.0),
@@ -306,8 +368,12 @@ class ImpedanceController:
     def filter(self, rows: slice = slice(None)) -> None:
         """Advance the low-pass filters of setpoint and stiffness by one tick."""
         _filter_kernel(
-            self.pos_desired[rows], self.pos_target[rows], self.quat_desired[rows],
-            self.quat_target[rows], self.stiffness[rows], self.stiffness_target[rows],
+            self.pos_desired[rows],
+            self.pos_target[rows],
+            self.quat_desired[rows],
+            self.quat_target[rows],
+            self.stiffness[rows],
+            self.stiffness_target[rows],
             self.cfg.filter_alpha,
         )
 
@@ -315,8 +381,16 @@ class ImpedanceController:
         """Filter, then compute and remember the torque for ``rows``; returns (b, 7)."""
         self.filter(rows)
         tau = impedance_torque(
-            self.cfg, jac, pos, rot, q, qd, coriolis,
-            self.pos_desired[rows], self.quat_desired[rows], self.stiffness[rows],
+            self.cfg,
+            jac,
+            pos,
+            rot,
+            q,
+            qd,
+            coriolis,
+            self.pos_desired[rows],
+            self.quat_desired[rows],
+            self.stiffness[rows],
             self.tau_prev[rows],
         )
         self.tau_prev[rows] = tau

@@ -55,20 +55,50 @@ def mat_to_quat(m: np.ndarray) -> np.ndarray:
     # Four candidate (unnormalised) quaternions; pick the best-conditioned per element.
     cands = np.stack(
         [
-            np.stack([1 + m00 + m11 + m22, m[..., 2, 1] - m[..., 1, 2],
-                      m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22,
-                      m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0],
-                      1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
-            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                      m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
+            np.stack(
+                [
+                    1 + m00 + m11 + m22,
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    1 + m00 - m11 - m22,
+                    m[..., 0, 1] + m[..., 1, 0],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 0, 1] + m[..., 1, 0],
+                    1 - m00 + m11 - m22,
+                    m[..., 1, 2] + m[..., 2, 1],
+                ],
+                -1,
+            ),
+            np.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 1, 2] + m[..., 2, 1],
+                    1 - m00 - m11 + m22,
+                ],
+                -1,
+            ),
         ],
         axis=-2,
     )
     diag = np.stack([m00 + m11 + m22, m00, m11, m22], -1)
     best = np.argmax(diag, axis=-1)[..., None, None]
-    q = np.take_along_axis(cands, np.broadcast_to(best, (*best.shape[:-2], 1, 4)), axis=-2)[..., 0, :]
+    q = np.take_along_axis(cands, np.broadcast_to(best, (*best.shape[:-2], 1, 4)), axis=-2)[
+        ..., 0, :
+    ]
     q = quat_normalize(q)
     return np.where(q[..., :1] < 0, -q, q)
 

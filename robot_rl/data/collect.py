@@ -31,23 +31,35 @@ class CollectStats:
         return self.successes / max(1, self.attempted)
 
 
-def collect_episodes(rt: TaskRuntime, policy: Policy, episodes: int, out: str, seed: int,
-                     only_successful: bool = True, show_progress: bool = True,
-                     max_attempts: int | None = None) -> CollectStats:
+def collect_episodes(
+    rt: TaskRuntime,
+    policy: Policy,
+    episodes: int,
+    out: str,
+    seed: int,
+    only_successful: bool = True,
+    show_progress: bool = True,
+    max_attempts: int | None = None,
+) -> CollectStats:
     """Run ``policy`` in all worlds of ``rt`` and append finished episodes to ``out`` until
     ``episodes`` are written. Each episode is on disk as soon as it ends."""
     rt.seed(seed)
     rt.reset_worlds(np.arange(rt.num_worlds))
     obs = rt.observe()
-    step_keys = {**obs, "action": np.zeros((rt.num_worlds, rt.action_dim), np.float32),
-                 "reward": np.zeros(rt.num_worlds, np.float32),
-                 "terminated": np.zeros(rt.num_worlds, bool),
-                 "truncated": np.zeros(rt.num_worlds, bool)}
-    attrs = {"task": rt.cfg.name, "obs_mode": rt.cfg.obs_mode,
-             "config": _jsonable(dataclasses.asdict(rt.cfg)), "seed": seed}
-    store = EpisodeStore.create_or_append(
-        out, schema_of(step_keys), schema_of(obs), attrs
-    )
+    step_keys = {
+        **obs,
+        "action": np.zeros((rt.num_worlds, rt.action_dim), np.float32),
+        "reward": np.zeros(rt.num_worlds, np.float32),
+        "terminated": np.zeros(rt.num_worlds, bool),
+        "truncated": np.zeros(rt.num_worlds, bool),
+    }
+    attrs = {
+        "task": rt.cfg.name,
+        "obs_mode": rt.cfg.obs_mode,
+        "config": _jsonable(dataclasses.asdict(rt.cfg)),
+        "seed": seed,
+    }
+    store = EpisodeStore.create_or_append(out, schema_of(step_keys), schema_of(obs), attrs)
     buffers: list[list[dict[str, np.ndarray]]] = [[] for _ in range(rt.num_worlds)]
     stats = CollectStats(0, 0, 0)
     max_attempts = max_attempts or 20 * episodes
@@ -58,9 +70,15 @@ def collect_episodes(rt: TaskRuntime, policy: Policy, episodes: int, out: str, s
             reward, terminated, truncated, info = rt.step(action)
             next_obs = rt.observe()
             for i in range(rt.num_worlds):
-                buffers[i].append({**{k: v[i] for k, v in obs.items()}, "action": action[i],
-                                   "reward": np.float32(reward[i]),
-                                   "terminated": terminated[i], "truncated": truncated[i]})
+                buffers[i].append(
+                    {
+                        **{k: v[i] for k, v in obs.items()},
+                        "action": action[i],
+                        "reward": np.float32(reward[i]),
+                        "terminated": terminated[i],
+                        "truncated": truncated[i],
+                    }
+                )
             done = np.flatnonzero(terminated | truncated)
             for i in done:
                 stats.attempted += 1

@@ -35,8 +35,10 @@ class StoreError(ValueError):
 def schema_of(arrays: Mapping[str, np.ndarray], time_axis: bool = True) -> dict[str, dict]:
     """{key: {"shape": per-step shape, "dtype": name}} of arrays with a leading time axis."""
     return {
-        k: {"shape": list(np.asarray(v).shape[1 if time_axis else 0:]),
-            "dtype": np.asarray(v).dtype.str}
+        k: {
+            "shape": list(np.asarray(v).shape[1 if time_axis else 0 :]),
+            "dtype": np.asarray(v).dtype.str,
+        }
         for k, v in sorted(arrays.items())
     }
 
@@ -77,32 +79,44 @@ class EpisodeStore:
         except Exception as exc:  # zarr raises several types for unreadable metadata
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         if self.attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path} is not a robot_rl episode store "
-                             f"(format {self.attrs.get('format')!r}, want {FORMAT!r})")
+            raise StoreError(
+                f"{self.path} is not a robot_rl episode store "
+                f"(format {self.attrs.get('format')!r}, want {FORMAT!r})"
+            )
         self.schema: dict[str, dict] = self.attrs["schema"]
         self.final_schema: dict[str, dict] = self.attrs["final_schema"]
         self.episode_ends = self._valid_episode_ends()
 
     # -- writing -------------------------------------------------------------------------------
     @classmethod
-    def create_or_append(cls, path: str | Path, schema: dict, final_schema: dict,
-                         attrs: dict[str, Any]) -> EpisodeStore:
+    def create_or_append(
+        cls, path: str | Path, schema: dict, final_schema: dict, attrs: dict[str, Any]
+    ) -> EpisodeStore:
         """Open ``path`` for appending, creating it if needed. Refuses a store whose schema or
         task differs, with the differences in the message."""
         path = Path(path)
         if (path / "zarr.json").exists():
             store = cls(path, mode="r+")
-            for name, have, want in (("step", store.schema, schema),
-                                     ("final", store.final_schema, final_schema)):
+            for name, have, want in (
+                ("step", store.schema, schema),
+                ("final", store.final_schema, final_schema),
+            ):
                 if have != want:
-                    diff = {k: (have.get(k), want.get(k)) for k in set(have) | set(want)
-                            if have.get(k) != want.get(k)}
-                    raise StoreError(f"cannot append to {path}: its {name} schema differs "
-                                     f"(key: (in store, new)) {diff}")
+                    diff = {
+                        k: (have.get(k), want.get(k))
+                        for k in set(have) | set(want)
+                        if have.get(k) != want.get(k)
+                    }
+                    raise StoreError(
+                        f"cannot append to {path}: its {name} schema differs "
+                        f"(key: (in store, new)) {diff}"
+                    )
             for key in ("task", "obs_mode"):
                 if store.attrs.get(key) != attrs.get(key):
-                    raise StoreError(f"cannot append to {path}: store has {key}="
-                                     f"{store.attrs.get(key)!r}, new data has {attrs.get(key)!r}")
+                    raise StoreError(
+                        f"cannot append to {path}: store has {key}="
+                        f"{store.attrs.get(key)!r}, new data has {attrs.get(key)!r}"
+                    )
             return store
         root = zarr.open_group(str(path), mode="w")
         compressor = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
@@ -110,19 +124,28 @@ class EpisodeStore:
             g = root.require_group(group)
             for key, s in spec.items():
                 shape, dtype = tuple(s["shape"]), np.dtype(s["dtype"])
-                g.create_array(key, shape=(0, *shape), chunks=_chunks(shape, dtype), dtype=dtype,
-                               compressors=[compressor])
-        root.require_group("meta").create_array("episode_ends", shape=(0,), chunks=(1,),
-                                                dtype=np.int64, fill_value=0)
-        root.attrs.update({**attrs, "format": FORMAT, "schema": schema,
-                           "final_schema": final_schema})
+                g.create_array(
+                    key,
+                    shape=(0, *shape),
+                    chunks=_chunks(shape, dtype),
+                    dtype=dtype,
+                    compressors=[compressor],
+                )
+        root.require_group("meta").create_array(
+            "episode_ends", shape=(0,), chunks=(1,), dtype=np.int64, fill_value=0
+        )
+        root.attrs.update(
+            {**attrs, "format": FORMAT, "schema": schema, "final_schema": final_schema}
+        )
         return cls(path, mode="r+")
 
     def add_episode(self, steps: Mapping[str, np.ndarray], final_obs: Mapping[str, np.ndarray]):
-        """Append one finished episode: ``steps`` (T, ...) per data key, ``final_obs`` per obs key."""
+        """Append one finished episode: ``steps`` (T, ...) per data key and ``final_obs`` per
+        observation key."""
         if schema_of(steps) != self.schema:
-            raise StoreError(f"episode keys/shapes {schema_of(steps)} do not match the store's "
-                             f"{self.schema}")
+            raise StoreError(
+                f"episode keys/shapes {schema_of(steps)} do not match the store's {self.schema}"
+            )
         if schema_of(final_obs, time_axis=False) != self.final_schema:
             raise StoreError("final observation does not match the store's final schema")
         lengths = {len(v) for v in steps.values()}
@@ -135,7 +158,7 @@ class EpisodeStore:
             for key, value in steps.items():
                 arr = self.root["data"][key]
                 arr.resize((start + length, *arr.shape[1:]))
-                arr[start:start + length] = value
+                arr[start : start + length] = value
             for key, value in final_obs.items():
                 arr = self.root["final"][key]
                 arr.resize((count + 1, *arr.shape[1:]))

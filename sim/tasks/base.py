@@ -14,6 +14,10 @@ from typing import Any
 
 import mujoco
 import numpy as np
+from robot_rl.drivers.arm import ArmState, ImpedanceCommand
+from robot_rl.drivers.mujoco_arm import MujocoArm, MujocoArmConfig
+from robot_rl.sim.scene import GRIPPER_MAX_WIDTH, HOME_QPOS, TaskBodies
+from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 from robot_rl.control.rotations import (
     axis_angle_to_quat,
@@ -22,10 +26,6 @@ from robot_rl.control.rotations import (
     quat_to_axis_angle,
     quat_to_mat,
 )
-from robot_rl.drivers.arm import ArmState, ImpedanceCommand
-from robot_rl.drivers.mujoco_arm import MujocoArm, MujocoArmConfig
-from robot_rl.sim.scene import GRIPPER_MAX_WIDTH, HOME_QPOS, TaskBodies
-from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 OBS_MODES = ("state", "pixels", "state+pixels")
 REWARD_TYPES = ("sparse", "dense")
@@ -116,8 +116,9 @@ class ArmTask(abc.ABC):
         return GRIPPER_MAX_WIDTH
 
     @abc.abstractmethod
-    def place_objects(self, rt: TaskRuntime, block: WorldBlock, local: np.ndarray,
-                      rngs: list[np.random.Generator]) -> None:
+    def place_objects(
+        self, rt: TaskRuntime, block: WorldBlock, local: np.ndarray, rngs: list[np.random.Generator]
+    ) -> None:
         """Randomise objects of worlds ``local`` of ``block``; the arm is already reset."""
 
     @abc.abstractmethod
@@ -156,8 +157,10 @@ class TaskRuntime:
         self.weights = {**task.default_reward_weights, **self.cfg.reward_weights}
         unknown = set(self.cfg.reward_weights) - set(task.default_reward_weights)
         if unknown:
-            raise ValueError(f"unknown reward terms {sorted(unknown)}; "
-                             f"this task has {sorted(task.default_reward_weights)}")
+            raise ValueError(
+                f"unknown reward terms {sorted(unknown)}; "
+                f"this task has {sorted(task.default_reward_weights)}"
+            )
         self._nominal_friction = {id(b): b.model.geom_friction.copy() for b in self.worlds.blocks}
         self._renderers: dict[int, mujoco.Renderer] = {}
         self.arm_state = self.arm.read_state()
@@ -173,8 +176,9 @@ class TaskRuntime:
         if worlds.size == 0:
             return
         r = self.cfg.randomization
-        noise = np.stack([self.rngs[i].uniform(-r.arm_qpos_noise, r.arm_qpos_noise, 7)
-                          for i in worlds])
+        noise = np.stack(
+            [self.rngs[i].uniform(-r.arm_qpos_noise, r.arm_qpos_noise, 7) for i in worlds]
+        )
         widths = np.full(len(worlds), self.task.initial_gripper_width())
         self.arm.reset_worlds(worlds, np.asarray(HOME_QPOS) + noise, widths)
         for block in self.worlds.blocks:
@@ -201,8 +205,9 @@ class TaskRuntime:
         key = ("object_geoms", local)
         if key not in block._ids:
             prefix = f"w{local}/obj_"
-            bodies = [i for i in range(block.model.nbody)
-                      if block.model.body(i).name.startswith(prefix)]
+            bodies = [
+                i for i in range(block.model.nbody) if block.model.body(i).name.startswith(prefix)
+            ]
             block._ids[key] = np.flatnonzero(np.isin(block.model.geom_bodyid, bodies))
         return block._ids[key]
 
@@ -211,11 +216,15 @@ class TaskRuntime:
         """Map normalised actions (B, A) to an impedance command, clamp it and send it."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.num_worlds, self.action_dim):
-            raise ValueError(f"action shape {action.shape}, want {(self.num_worlds, self.action_dim)}")
+            raise ValueError(
+                f"action shape {action.shape}, want {(self.num_worlds, self.action_dim)}"
+            )
         bad = ~np.isfinite(action).all(axis=1)
         if bad.any():
-            raise ValueError(f"non-finite action in env(s) {np.flatnonzero(bad).tolist()}: "
-                             f"{action[bad].tolist()}; nothing was sent to the arm")
+            raise ValueError(
+                f"non-finite action in env(s) {np.flatnonzero(bad).tolist()}: "
+                f"{action[bad].tolist()}; nothing was sent to the arm"
+            )
         action = np.clip(action, -1.0, 1.0)
         cfg, state = self.cfg, self.arm_state
         target_pos = state.ee_pos + action[:, :3] * cfg.pos_scale
@@ -224,8 +233,9 @@ class TaskRuntime:
         # Keep the tool within max_tilt of top-down, per axis of the relative rotation.
         rel = quat_to_axis_angle(quat_multiply(quat_conjugate(TOP_DOWN_QUAT), target_quat))
         rel = np.clip(rel, -cfg.max_tilt, cfg.max_tilt)
-        target_quat = quat_multiply(np.broadcast_to(TOP_DOWN_QUAT, rel.shape[:-1] + (4,)),
-                                    axis_angle_to_quat(rel))
+        target_quat = quat_multiply(
+            np.broadcast_to(TOP_DOWN_QUAT, rel.shape[:-1] + (4,)), axis_angle_to_quat(rel)
+        )
         if cfg.action_mode == "variable":
             lo, hi = np.asarray(cfg.stiffness_low), np.asarray(cfg.stiffness_high)
             stiffness = lo + (action[:, 7:13] + 1.0) / 2.0 * (hi - lo)
@@ -263,8 +273,16 @@ class TaskRuntime:
     def proprio(self, state: ArmState) -> np.ndarray:
         """(B, 36): ee pos 3, ee rot6 6, ee twist 6, gripper 1, q 7, qd 7, wrench 6."""
         return np.concatenate(
-            [state.ee_pos, rot6(state.ee_quat), state.ee_twist, state.gripper_width[:, None],
-             state.joint_pos, state.joint_vel, state.ee_wrench], axis=1
+            [
+                state.ee_pos,
+                rot6(state.ee_quat),
+                state.ee_twist,
+                state.gripper_width[:, None],
+                state.joint_pos,
+                state.joint_vel,
+                state.ee_wrench,
+            ],
+            axis=1,
         ).astype(np.float32)
 
     def observe(self) -> dict[str, np.ndarray]:
@@ -316,9 +334,9 @@ def set_free_pose(block: WorldBlock, joint: str, local: int, pos, quat=(1.0, 0, 
     rest."""
     jid = block.ids("joint", joint)[local]
     qadr, dadr = block.model.jnt_qposadr[jid], block.model.jnt_dofadr[jid]
-    block.data.qpos[qadr:qadr + 3] = pos
-    block.data.qpos[qadr + 3:qadr + 7] = quat
-    block.data.qvel[dadr:dadr + 6] = 0.0
+    block.data.qpos[qadr : qadr + 3] = pos
+    block.data.qpos[qadr + 3 : qadr + 7] = quat
+    block.data.qvel[dadr : dadr + 6] = 0.0
 
 
 def set_mocap_pos(block: WorldBlock, body: str, local: int, pos) -> None:

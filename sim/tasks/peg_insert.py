@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-
-from robot_rl.control.rotations import quat_to_mat
 from robot_rl.drivers.arm import ArmState
 from robot_rl.sim.scene import TCP_SITE, TaskBodies, vec
 from robot_rl.sim.tasks.base import (
@@ -25,6 +23,8 @@ from robot_rl.sim.tasks.base import (
     uniform,
     world_frame,
 )
+
+from robot_rl.control.rotations import quat_to_mat
 
 PEG_HALF = 0.0125
 PEG_HALF_LENGTH = 0.03
@@ -75,18 +75,24 @@ class PegInsert(ArmTask):
                 f'      <geom type="box" size="{sx:.5f} {sy:.5f} {h}" pos="{px:.5f} {py:.5f} {h}"'
                 f' rgba="0.25 0.45 0.8 1" class="object"/>'
                 for sx, sy, px, py in (
-                    (wall, HOLE_OUTER, inner + wall, 0.0), (wall, HOLE_OUTER, -inner - wall, 0.0),
-                    (inner, wall, 0.0, inner + wall), (inner, wall, 0.0, -inner - wall),
+                    (wall, HOLE_OUTER, inner + wall, 0.0),
+                    (wall, HOLE_OUTER, -inner - wall, 0.0),
+                    (inner, wall, 0.0, inner + wall),
+                    (inner, wall, 0.0, -inner - wall),
                 )
             )
             peg_pos = vec(np.add(origin, HOLE_CENTER + [0, 0, 0.3]))
-            return (f'    <body name="{p}obj_hole" mocap="true" pos="{vec(np.add(origin, HOLE_CENTER))}">\n'
-                    f'{walls}\n    </body>\n'
-                    f'    <body name="{p}obj_peg" pos="{peg_pos}">\n'
-                    f'      <freejoint name="{p}obj_peg"/>\n'
-                    f'      <geom type="box" size="{PEG_HALF} {PEG_HALF} {PEG_HALF_LENGTH}"'
-                    f' mass="{self.cfg.peg_mass}" rgba="0.9 0.7 0.1 1" class="object"/>\n'
-                    f'    </body>')
+            return (
+                f'    <body name="{p}obj_hole" mocap="true"'
+                f' pos="{vec(np.add(origin, HOLE_CENTER))}">\n'
+                f"{walls}\n    </body>\n"
+                f'    <body name="{p}obj_peg" pos="{peg_pos}">\n'
+                f'      <freejoint name="{p}obj_peg"/>\n'
+                f'      <geom type="box" size="{PEG_HALF} {PEG_HALF} {PEG_HALF_LENGTH}"'
+                f' mass="{self.cfg.peg_mass}" rgba="0.9 0.7 0.1 1" class="object"/>\n'
+                f"    </body>"
+            )
+
         return TaskBodies(build)
 
     def place_objects(self, rt: TaskRuntime, block, local, rngs) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from robot_rl.drivers.arm import ArmState
 from robot_rl.sim.scene import TaskBodies, vec
 from robot_rl.sim.tasks.base import (
@@ -43,11 +42,14 @@ class PickCube(ArmTask):
 
     def bodies(self) -> TaskBodies:
         def build(p: str, origin) -> str:
-            return (f'    <body name="{p}obj_cube" pos="{vec(np.add(origin, CUBE_CENTER))}">\n'
-                    f'      <freejoint name="{p}obj_cube"/>\n'
-                    f'      <geom type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}"'
-                    f' mass="{self.cfg.cube_mass}" rgba="0.85 0.15 0.15 1" class="object"/>\n'
-                    f'    </body>')
+            return (
+                f'    <body name="{p}obj_cube" pos="{vec(np.add(origin, CUBE_CENTER))}">\n'
+                f'      <freejoint name="{p}obj_cube"/>\n'
+                f'      <geom type="box" size="{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}"'
+                f' mass="{self.cfg.cube_mass}" rgba="0.85 0.15 0.15 1" class="object"/>\n'
+                f"    </body>"
+            )
+
         return TaskBodies(build)
 
     def place_objects(self, rt: TaskRuntime, block, local, rngs) -> None:

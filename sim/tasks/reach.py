@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from robot_rl.drivers.arm import ArmState
 from robot_rl.sim.scene import TaskBodies, vec
 from robot_rl.sim.tasks.base import (
@@ -42,9 +41,12 @@ class Reach(ArmTask):
 
     def bodies(self) -> TaskBodies:
         def build(p: str, origin) -> str:
-            return (f'    <body name="{p}goal" mocap="true" pos="{vec(np.add(origin, GOAL_CENTER))}">\n'
-                    f'      <geom type="sphere" size="0.015" rgba="0.1 0.8 0.2 0.6" contype="0"'
-                    f' conaffinity="0"/>\n    </body>')
+            return (
+                f'    <body name="{p}goal" mocap="true" pos="{vec(np.add(origin, GOAL_CENTER))}">\n'
+                f'      <geom type="sphere" size="0.015" rgba="0.1 0.8 0.2 0.6" contype="0"'
+                f' conaffinity="0"/>\n    </body>'
+            )
+
         return TaskBodies(build)
 
     def place_objects(self, rt: TaskRuntime, block, local, rngs) -> None:
