@@ -33,14 +33,18 @@ from robot_rl.control.impedance import ImpedanceConfig, impedance_torque  # noqa
 TASK = "pick_cube"
 
 
-def timed(fn, steps: int, warmup: int = 3) -> float:
-    """Seconds per call of ``fn`` after ``warmup`` calls."""
+def timed(fn, steps: int, warmup: int = 3, repeats: int = 3) -> float:
+    """Median over ``repeats`` blocks of the seconds per call of ``fn``, after ``warmup`` calls
+    (the machines are shared and noisy)."""
     for _ in range(warmup):
         fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
+    blocks = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        blocks.append((time.perf_counter() - start) / steps)
+    return float(np.median(blocks))
 
 
 def single_env(steps: int) -> float:
@@ -130,11 +134,11 @@ def main() -> None:
     sps = single_env(steps)
     rows.append((f"single env, state ({TASK}), steps/s", f"{sps:.0f}"))
     rows.append(("  real-time factor (10 Hz policy, 1 kHz law)", f"{sps / 10:.1f}x"))
-    rates = vector_envs(n, steps // 4)
+    rates = vector_envs(n, steps // 5)
     sync = rates["gymnasium SyncVectorEnv"]
     for name, rate in rates.items():
         rows.append((f"N={n} {name}, steps/s", f"{rate:.0f} ({rate / sync:.2f}x Sync)"))
-    for name, fps in render_fps(steps // 4, n).items():
+    for name, fps in render_fps(steps // 10, n).items():
         rows.append((f"{name}, worlds/s", f"{fps:.0f}"))
     for batch in (1, n):
         cost = law_cost(batch)
