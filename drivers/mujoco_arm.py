@@ -24,6 +24,7 @@ from robot_rl.sim.scene import (
 from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 from robot_rl.control.impedance import (
+    P_ALPHA,
     ImpedanceConfig,
     ImpedanceController,
     clamp_stiffness,
@@ -63,10 +64,10 @@ class MujocoArm(Arm):
         self._origins = worlds.origins()
         self._gripper_cmd = np.full(self.batch_size, GRIPPER_MAX_WIDTH)
         self._faults = np.zeros(self.batch_size, dtype=np.int64)
-        self._velocity_limit = np.asarray(VELOCITY_LIMITS)
         # Joint limits are enforced by the simulator; a fault is a violation beyond its softness.
-        self._joint_lower = np.asarray(JOINT_LOWER) - 0.01
-        self._joint_upper = np.asarray(JOINT_UPPER) + 0.01
+        self._limits = np.array(
+            [VELOCITY_LIMITS, np.subtract(JOINT_LOWER, 0.01), np.add(JOINT_UPPER, 0.01)]
+        )
         self._connected = False
 
     # -- Arm interface -------------------------------------------------------------------------
@@ -162,15 +163,10 @@ class MujocoArm(Arm):
     def _simulate_block(self, block: WorldBlock, ticks: int) -> None:
         """``ticks`` physics steps of one block; Python does 3 calls per tick, the rest is
         compiled and runs without the GIL."""
-        m, d, rows, c, cfg = block.model, block.data, block.rows, self.controller, self.cfg
-        a = cfg.impedance.arrays
+        m, d, rows, c = block.model, block.data, block.rows, self.controller
         block.ctrl[:, GRIPPER_ACTUATOR] = self._gripper_cmd[rows]
-        args = (
-            block.ids("site", TCP_SITE),
-            block.ids("joint", "joint1"),
-            block.nq,
-            block.nv,
-            block.nu,
+        layout = np.array([block.nq, block.nv, block.nu])
+        setpoints = (
             c.pos_desired[rows],
             c.pos_target[rows],
             c.quat_desired[rows],
@@ -178,31 +174,13 @@ class MujocoArm(Arm):
             c.stiffness[rows],
             c.stiffness_target[rows],
             c.tau_prev[rows],
-            cfg.impedance.filter_alpha,
-            a.clip,
-            cfg.impedance.damping_ratio,
-            cfg.impedance.nullspace_stiffness,
-            a.nullspace_posture,
-            cfg.impedance.torque_rate_limit,
-            a.torque_limits,
-            self._velocity_limit,
-            self._joint_lower,
-            self._joint_upper,
-            self._faults[rows],
         )
+        tcp, joint1 = block.ids("site", TCP_SITE), block.ids("joint", "joint1")
+        params = self.cfg.impedance.arrays.packed
         for _ in range(ticks):
             mujoco.mj_step1(m, d)
             _control_tick(
-                d.xaxis,
-                d.xanchor,
-                d.site_xpos,
-                d.site_xmat,
-                d.qpos,
-                d.qvel,
-                d.qfrc_bias,
-                d.qfrc_gravcomp,
-                d.ctrl,
-                *args,
+                d, tcp, joint1, layout, setpoints, params, self._limits, self._faults[rows]
             )
             mujoco.mj_step2(m, d)
         mujoco.mj_forward(m, d)
@@ -223,8 +201,30 @@ def _arm_jacobians(xaxis, xanchor, site_xpos, sites, first_joints, out):
             out[k, 3, j], out[k, 4, j], out[k, 5, j] = ax[0], ax[1], ax[2]
 
 
+def _control_tick(d, sites, first_joints, layout, setpoints, params, limits, faults) -> None:
+    """One 1 kHz tick of a block's arms; unpacks MuJoCo's arrays for the compiled kernel."""
+    _control_kernel(
+        d.xaxis,
+        d.xanchor,
+        d.site_xpos,
+        d.site_xmat,
+        d.qpos,
+        d.qvel,
+        d.qfrc_bias,
+        d.qfrc_gravcomp,
+        d.ctrl,
+        sites,
+        first_joints,
+        layout,
+        *setpoints,
+        params,
+        limits,
+        faults,
+    )
+
+
 @numba.njit(cache=True, nogil=True)
-def _control_tick(
+def _control_kernel(
     xaxis,
     xanchor,
     site_xpos,
@@ -236,9 +236,7 @@ def _control_tick(
     ctrl,
     sites,
     first_joints,
-    nq,
-    nv,
-    nu,
+    layout,
     pos_d,
     pos_t,
     quat_d,
@@ -246,19 +244,14 @@ def _control_tick(
     stiff,
     stiff_t,
     tau_prev,
-    alpha,
-    clip,
-    zeta,
-    k_ns,
-    posture,
-    rate,
-    tau_limits,
-    vel_limit,
-    q_low,
-    q_high,
+    params,
+    limits,
     faults,
 ):
-    """One 1 kHz tick for the n arms of a block: filter, impedance law, fault latch, ctrl."""
+    """Filter, impedance law, fault latch and ctrl for the n arms of a block. ``layout`` is the
+    per-world (nq, nv, nu); ``limits`` rows are joint velocity limit, lower and upper bound."""
+    nq, nv, nu = layout[0], layout[1], layout[2]
+    alpha = params[P_ALPHA]
     n = sites.shape[0]
     jac = np.empty((n, 6, ARM_DOF))
     _arm_jacobians(xaxis, xanchor, site_xpos, sites, first_joints, jac)
@@ -282,18 +275,13 @@ def _control_tick(
             quat_d[k],
             stiff[k],
             tau_prev[k],
-            clip,
-            zeta,
-            k_ns,
-            posture,
-            rate,
-            tau_limits,
+            params,
             tau,
         )
         for j in range(ARM_DOF):
-            if abs(qd[j]) > vel_limit[j]:
+            if abs(qd[j]) > limits[0, j]:
                 faults[k] |= FAULT_VELOCITY
-            if q[j] < q_low[j] or q[j] > q_high[j]:
+            if q[j] < limits[1, j] or q[j] > limits[2, j]:
                 faults[k] |= FAULT_POSITION
             if not np.isfinite(tau[j]):
                 faults[k] |= FAULT_NON_FINITE

@@ -68,6 +68,20 @@ class ImpedanceConfig:
             stiffness_min=np.asarray(self.stiffness_min, dtype=np.float64),
             stiffness_max=np.asarray(self.stiffness_max, dtype=np.float64),
             nullspace_posture=np.asarray(self.nullspace_posture, dtype=np.float64),
+            packed=np.concatenate(
+                [
+                    [self.translational_clip] * 3,
+                    [self.rotational_clip] * 3,
+                    self.nullspace_posture,
+                    self.torque_limits,
+                    [
+                        self.damping_ratio,
+                        self.nullspace_stiffness,
+                        self.torque_rate_limit,
+                        self.filter_alpha,
+                    ],
+                ]
+            ).astype(np.float64),
         )
 
 
@@ -78,6 +92,12 @@ class ImpedanceArrays:
     stiffness_min: np.ndarray  # (6,)
     stiffness_max: np.ndarray  # (6,)
     nullspace_posture: np.ndarray  # (7,)
+    packed: np.ndarray  # (24,) every scalar and vector setting, for the compiled kernels
+
+
+# Layout of ``ImpedanceArrays.packed``.
+P_CLIP, P_POSTURE, P_TAU_LIMITS = 0, 6, 13
+P_ZETA, P_K_NS, P_RATE, P_ALPHA = 20, 21, 22, 23
 
 
 def damping_from_stiffness(stiffness: np.ndarray, damping_ratio: float) -> np.ndarray:
@@ -156,34 +176,19 @@ def _solve_spd(a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def torque_row(
-    jac,
-    pos,
-    rot,
-    q,
-    qd,
-    coriolis,
-    pos_d,
-    quat_d,
-    stiffness,
-    tau_prev,
-    clip,
-    damping_ratio,
-    k_ns,
-    posture,
-    rate,
-    tau_limits,
-    out,
-):
-    """The law for one arm; arguments are one row of ``impedance_torque``'s (compiled)."""
+def torque_row(jac, pos, rot, q, qd, coriolis, pos_d, quat_d, stiffness, tau_prev, params, out):
+    """The law for one arm (compiled). Arguments are one row of ``impedance_torque``'s, with
+    ``params`` = ``ImpedanceArrays.packed``; writes the torque into ``out``."""
     dof = q.shape[0]
+    damping_ratio, k_ns, rate = params[P_ZETA], params[P_K_NS], params[P_RATE]
     err = np.empty(6)
     wrench = np.empty(6)
     for i in range(3):
         err[i] = pos[i] - pos_d[i]
     _orientation_error_row(rot, quat_d, err[3:])
     for i in range(6):
-        e = min(max(err[i], -clip[i]), clip[i])
+        clip = params[P_CLIP + i]
+        e = min(max(err[i], -clip), clip)
         twist = 0.0
         for j in range(dof):
             twist += jac[i, j] * qd[j]
@@ -192,7 +197,7 @@ def torque_row(
     # Nullspace posture torque: t - J^T (J J^T + d^2 I)^-1 J t.
     t_ns = np.empty(dof)
     for j in range(dof):
-        t_ns[j] = k_ns * (posture[j] - q[j]) - 2.0 * np.sqrt(k_ns) * qd[j]
+        t_ns[j] = k_ns * (params[P_POSTURE + j] - q[j]) - 2.0 * np.sqrt(k_ns) * qd[j]
     jjt = np.empty((6, 6))
     jt = np.empty(6)
     for i in range(6):
@@ -212,28 +217,13 @@ def torque_row(
         for i in range(6):
             tau += jac[i, j] * (wrench[i] - coeff[i])
         tau = tau_prev[j] + min(max(tau - tau_prev[j], -rate), rate)
-        out[j] = min(max(tau, -tau_limits[j]), tau_limits[j])
+        limit = params[P_TAU_LIMITS + j]
+        out[j] = min(max(tau, -limit), limit)
 
 
 @numba.njit(cache=True, nogil=True)
 def _impedance_kernel(
-    jac,
-    pos,
-    rot,
-    q,
-    qd,
-    coriolis,
-    pos_d,
-    quat_d,
-    stiffness,
-    tau_prev,
-    clip,
-    damping_ratio,
-    k_ns,
-    posture,
-    rate,
-    tau_limits,
-    out,
+    jac, pos, rot, q, qd, coriolis, pos_d, quat_d, stiffness, tau_prev, params, out
 ):
     for b in range(q.shape[0]):
         torque_row(
@@ -247,12 +237,7 @@ def _impedance_kernel(
             quat_d[b],
             stiffness[b],
             tau_prev[b],
-            clip,
-            damping_ratio,
-            k_ns,
-            posture,
-            rate,
-            tau_limits,
+            params,
             out[b],
         )
 
@@ -275,7 +260,6 @@ def impedance_torque(
     ``pos``/``rot`` are the measured end-effector pose. Errors are current minus desired, clipped
     per axis.
     """
-    a = cfg.arrays
     out = np.empty_like(q, dtype=np.float64)
     _impedance_kernel(
         jac,
@@ -288,12 +272,7 @@ def impedance_torque(
         quat_desired,
         stiffness,
         tau_prev,
-        a.clip,
-        cfg.damping_ratio,
-        cfg.nullspace_stiffness,
-        a.nullspace_posture,
-        cfg.torque_rate_limit,
-        a.torque_limits,
+        cfg.arrays.packed,
         out,
     )
     return out
