@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 
-from robot_rl.configs.schema import CollectConfig, RolloutConfig
+from robot_rl.configs.schema import CollectConfig, EvalConfig, PlotConfig, RolloutConfig
+from robot_rl.rl.trainer import TrainConfig
 
 console = Console(stderr=True)
 
@@ -42,29 +43,100 @@ def collect(cfg: CollectConfig) -> int:
     return 0 if stats.written == cfg.episodes else 1
 
 
-def rollout(cfg: RolloutConfig) -> int:
+def record_video(task_cfg, policy, episodes: int, path: str, size: int, seed: int) -> list[bool]:
+    """Roll ``policy(runtime, obs) -> actions`` out in one world and write front|wrist video."""
     from robot_rl.sim.registry import make_task
     from robot_rl.sim.tasks.base import TaskRuntime
     from robot_rl.video import write_video
 
-    policy = _policy(cfg.policy, cfg.task.name)
-    rt = TaskRuntime(make_task(cfg.task.name, cfg.task), 1, 1)
+    rt = TaskRuntime(make_task(task_cfg.name, task_cfg), 1, 1)
     frames, results = [], []
+
+    def frame() -> None:
+        images = rt.render(("front", "wrist"), size)
+        frames.append(np.concatenate([images["front"][0], images["wrist"][0]], axis=1))
+
     try:
-        rt.seed(cfg.seed)
-        for _ in range(cfg.episodes):
+        rt.seed(seed)
+        for _ in range(episodes):
             rt.reset_worlds(np.array([0]))
             done = False
             while not done:
-                images = rt.render(("front", "wrist"), cfg.size)
-                frames.append(np.concatenate([images["front"][0], images["wrist"][0]], axis=1))
+                frame()
                 _, terminated, truncated, info = rt.step(policy(rt, rt.observe()))
                 done = bool(terminated[0] or truncated[0])
             results.append(bool(info["success"][0]))
-        images = rt.render(("front", "wrist"), cfg.size)
-        frames.append(np.concatenate([images["front"][0], images["wrist"][0]], axis=1))
+        frame()
     finally:
         rt.close()
-    write_video(cfg.video, frames, fps=rt.cfg.control_hz)
-    console.print(f"wrote {cfg.video}: {len(frames)} frames, success per episode {results}")
+    write_video(path, frames, fps=rt.cfg.control_hz)
+    return results
+
+
+def rollout(cfg: RolloutConfig) -> int:
+    policy = _policy(cfg.policy, cfg.task.name)
+    results = record_video(cfg.task, policy, cfg.episodes, cfg.video, cfg.size, cfg.seed)
+    console.print(f"wrote {cfg.video}: success per episode {results}")
+    return 0
+
+
+def train(cfg: TrainConfig) -> int:
+    from robot_rl.rl.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        run_dir = trainer.run()
+    finally:
+        trainer.close()
+    console.print(f"run saved in {run_dir} (checkpoint, eval.csv, tb/)")
+    return 0
+
+
+def evaluate(cfg: EvalConfig) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from robot_rl.rl.envs import make_env
+    from robot_rl.rl.trainer import evaluate as run_eval
+    from robot_rl.rl.trainer import load_agent
+    from robot_rl.sim.registry import task_config
+
+    ckpt = Path(cfg.ckpt)
+    if (ckpt / "checkpoint").is_dir():
+        ckpt = ckpt / "checkpoint"
+    agent, config = load_agent(ckpt, cfg.device)
+    train_cfg = config["train"]
+    env = make_env(train_cfg["task"], cfg.num_envs, train_cfg["obs"], cfg.device, train_cfg["env"])
+    try:
+        result = run_eval(agent, env, cfg.episodes, cfg.seed)
+    finally:
+        env.close()
+    console.print(f"{train_cfg['task']} after {config['step']} env steps, {cfg.episodes} episodes:")
+    if result["success_rate"] == result["success_rate"]:
+        console.print(
+            f"  success {result['success_rate']:.1%} "
+            f"(95% CI {result['success_lo']:.1%}-{result['success_hi']:.1%})"
+        )
+    console.print(f"  return {result['return_mean']:.2f} ± {result['return_ci95']:.2f} (95% CI)")
+    if cfg.video:
+        if train_cfg["task"].startswith("gym:"):
+            raise ValueError("video= is available for our MuJoCo tasks only")
+        task_cfg = task_config(train_cfg["task"], obs_mode=train_cfg["obs"], **train_cfg["env"])
+
+        def policy(rt, obs):
+            tensors = {k: torch.from_numpy(v) for k, v in obs.items()}
+            return agent.act(tensors, deterministic=True).numpy()
+
+        record_video(task_cfg, policy, min(cfg.episodes, 3), cfg.video, 256, cfg.seed)
+        console.print(f"  video: {cfg.video}")
+    return 0
+
+
+def plot(cfg: PlotConfig) -> int:
+    from robot_rl.rl.plot import plot_runs
+
+    if not cfg.runs:
+        raise ValueError("give one or more run directories")
+    console.print(f"wrote {plot_runs(cfg.runs, cfg.out)}")
     return 0

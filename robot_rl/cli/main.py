@@ -18,6 +18,9 @@ from robot_rl.cli import commands
 SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
     "collect": ("collect scripted/random episodes into a zarr store", commands.collect),
     "rollout": ("roll out a policy and write a video", commands.rollout),
+    "train": ("train SAC/RLPD or FastTD3 on a task", commands.train),
+    "eval": ("evaluate a checkpoint (success rate, return, video)", commands.evaluate),
+    "plot": ("plot learning curves of run directories to a PNG", commands.plot),
 }
 
 
@@ -42,7 +45,7 @@ def compose(command: str, overrides: list[str]):
 
     from robot_rl.configs import register_configs
 
-    register_configs()
+    register_configs(command)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="robot_rl.configs", version_base="1.3"):
@@ -63,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     help_wanted = any(a in ("-h", "--help") for a in overrides)
     overrides = [a for a in overrides if a not in ("-h", "--help")]
+    if command == "plot":  # run directories may be given as bare arguments
+        runs = [a for a in overrides if "=" not in a]
+        overrides = [a for a in overrides if "=" in a]
+        if runs:
+            overrides.append(f"runs=[{','.join(runs)}]")
     try:
         cfg = compose(command, overrides)
     except ValueError as exc:
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return SUBCOMMANDS[command][1](cfg)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

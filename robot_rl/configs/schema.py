@@ -8,6 +8,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robot_rl.rl.agents import ALGOS
+from robot_rl.rl.trainer import TrainConfig
 from robot_rl.sim.registry import TASKS
 
 
@@ -57,12 +59,53 @@ class RolloutConfig:
     """Seed."""
 
 
-COMMANDS: dict[str, type] = {"collect": CollectConfig, "rollout": RolloutConfig}
+@dataclass
+class EvalConfig:
+    """Evaluate a checkpoint: success rate and return with 95% intervals."""
+
+    ckpt: str = MISSING
+    """Checkpoint directory (RUN_DIR/checkpoint) or run directory."""
+    episodes: int = 50
+    """Episodes to run."""
+    num_envs: int = 8
+    """Parallel envs."""
+    video: str = ""
+    """If set, an MP4 of the first episodes (our tasks only)."""
+    seed: int = 12345
+    """Seed of the evaluation episodes."""
+    device: str = "cpu"
+    """Device to run the policy on."""
 
 
-def register_configs() -> None:
+@dataclass
+class PlotConfig:
+    """Plot learning curves of one or more runs side by side."""
+
+    runs: list[str] = field(default_factory=list)
+    """Run directories (also accepted as bare arguments)."""
+    out: str = "curves.png"
+    """Output PNG."""
+
+
+COMMANDS: dict[str, type] = {
+    "collect": CollectConfig,
+    "rollout": RolloutConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "plot": PlotConfig,
+}
+
+
+def register_configs(command: str) -> None:
+    """Put ``command``'s config and the groups it composes into Hydra's store (only those: a
+    group named like a plain field, e.g. train's ``task`` string, would capture its override)."""
     cs = ConfigStore.instance()
-    for name, cls in COMMANDS.items():
-        cs.store(name=name, node=cls)
-    for name, task in TASKS.items():
-        cs.store(group="task", name=name, node=task.config_cls)
+    for key in ("task", "algo", *(f"{name}.yaml" for name in COMMANDS)):
+        cs.repo.pop(key, None)
+    cs.store(name=command, node=COMMANDS[command])
+    if command in ("collect", "rollout"):
+        for name, task in TASKS.items():
+            cs.store(group="task", name=name, node=task.config_cls)
+    if command == "train":
+        for name, algo in ALGOS.items():
+            cs.store(group="algo", name=name, node=algo)

@@ -1,0 +1,110 @@
+"""SAC update throughput: ours against Stable-Baselines3 SAC, same machine, same run.
+
+    .venv/bin/python bench/update_throughput.py [--updates 500] [--device cpu|cuda]
+
+Identical settings for the comparison: MLP 256x256, batch 256, 2 critics, one critic, actor and
+temperature step per update, state observations (Pendulum-v1 sized: 3-D obs, 1-D action).
+Also our RLPD (10 critics, random subset of 2) and FastTD3 updates/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import torch
+
+from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
+from robot_rl.rl.replay import ReplayBuffer
+from robot_rl.rl.sac import SAC, SACConfig
+
+
+def fill(buffer: ReplayBuffer, obs_dim: int, action_dim: int, steps: int) -> None:
+    n = buffer.num_envs
+    for t in range(steps):
+        obs = {"state": torch.randn(n, obs_dim)}
+        done = torch.full((n,), t % 200 == 199)
+        buffer.add(
+            obs,
+            torch.rand(n, action_dim) * 2 - 1,
+            torch.randn(n),
+            torch.zeros(n, dtype=torch.bool),
+            done,
+            {"state": torch.randn(n, obs_dim)},
+        )
+
+
+def ours_updates_per_s(agent, buffer, updates: int, batch: int, device) -> float:
+    def one():
+        agent.update(buffer.sample(batch), update_actor=True)
+
+    for _ in range(20):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(updates):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return updates / (time.perf_counter() - start)
+
+
+def sb3_updates_per_s(updates: int, device: str) -> float:
+    from stable_baselines3 import SAC as SB3SAC
+
+    env = gym.make("Pendulum-v1")
+    model = SB3SAC(
+        "MlpPolicy",
+        env,
+        batch_size=256,
+        learning_starts=0,
+        device=device,
+        policy_kwargs={"net_arch": [256, 256], "n_critics": 2},
+        verbose=0,
+    )
+    model.learn(2000)  # fills the replay with real transitions
+    model.train(gradient_steps=20, batch_size=256)
+    start = time.perf_counter()
+    model.train(gradient_steps=updates, batch_size=256)
+    return updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=500)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    obs_dim, action_dim = 3, 1
+    shapes = {"state": ((obs_dim,), torch.float32)}
+    rows = []
+    sb3 = sb3_updates_per_s(args.updates, args.device)
+    rows.append(("Stable-Baselines3 SAC, 2 critics", sb3))
+    for name, critics in (
+        ("robot_rl SAC, 2 critics", 2),
+        ("robot_rl RLPD, 10 critics (subset 2)", 10),
+    ):
+        buffer = ReplayBuffer(shapes, action_dim, 1, 10_000, device=device)
+        fill(buffer, obs_dim, action_dim, 2000)
+        agent = SAC(
+            SACConfig(num_critics=critics, augment=False), {"state": (obs_dim,)}, action_dim
+        ).to(device)
+        rows.append((name, ours_updates_per_s(agent, buffer, args.updates, 256, device)))
+    buffer = ReplayBuffer(shapes, action_dim, 16, 1000, n_step=3, device=device)
+    fill(buffer, obs_dim, action_dim, 200)
+    agent = FastTD3(FastTD3Config(batch_size=4096), {"state": (obs_dim,)}, action_dim, 16, device)
+    rate = ours_updates_per_s(agent, buffer, max(20, args.updates // 10), 4096, device)
+    rows.append(("robot_rl FastTD3, batch 4096, C51 1024-512-256", rate))
+    print(
+        f"| update throughput on {device} ({torch.get_num_threads()} threads) | updates/s | vs SB3 |"
+    )
+    print("|---|---|---|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:.0f} | {rate / sb3:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Off-policy learners and their shared machinery (replay, networks, losses, checkpoints)."""

@@ -1,0 +1,30 @@
+"""Build a learner from its config; the one place that knows every algorithm."""
+
+from __future__ import annotations
+
+import torch
+
+from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
+from robot_rl.rl.sac import SAC, SACConfig
+
+ALGOS = {"sac": SACConfig, "fasttd3": FastTD3Config}
+DEFAULT_NUM_ENVS = {"sac": 1, "fasttd3": 16}
+
+
+def build_agent(
+    algo, obs_shapes: dict, action_dim: int, num_envs: int, device: torch.device
+) -> torch.nn.Module:
+    shapes = {k: shape for k, (shape, _) in obs_shapes.items()}
+    if isinstance(algo, SACConfig):
+        return SAC(algo, shapes, action_dim).to(device)
+    if isinstance(algo, FastTD3Config):
+        return FastTD3(algo, shapes, action_dim, num_envs, device)
+    raise ValueError(f"unknown algo config {type(algo).__name__}")
+
+
+def algo_from_dict(values: dict):
+    """Rebuild an algo config from a checkpoint's JSON."""
+    name = values.get("name")
+    if name not in ALGOS:
+        raise ValueError(f"unknown algo {name!r}; choose one of {sorted(ALGOS)}")
+    return ALGOS[name](**values)

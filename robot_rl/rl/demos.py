@@ -1,0 +1,49 @@
+"""Load demonstrations written by ``robot-rl collect`` into a single-stream replay buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from robot_rl.data.episode_store import EpisodeStore
+from robot_rl.rl.replay import ReplayBuffer
+
+
+def load_demos(
+    paths: list[str],
+    obs_shapes: dict,
+    action_dim: int,
+    gamma: float,
+    n_step: int,
+    device: torch.device,
+) -> ReplayBuffer:
+    """Every episode of every store; refuses stores whose observations or actions differ from
+    the env's, naming the mismatch."""
+    stores = [EpisodeStore(p) for p in paths]
+    capacity = sum(s.num_steps + s.num_episodes for s in stores) + 1
+    buffer = ReplayBuffer(obs_shapes, action_dim, 1, capacity, gamma, n_step, device)
+    want = {k: list(shape) for k, (shape, _) in obs_shapes.items()}
+    for store in stores:
+        have = {k: store.final_schema[k]["shape"] for k in store.final_schema}
+        if have != want:
+            raise ValueError(
+                f"demo store {store.path} has observations {have}, but the env "
+                f"gives {want} (task {store.attrs.get('task')!r}, obs mode "
+                f"{store.attrs.get('obs_mode')!r})"
+            )
+        if store.schema["action"]["shape"] != [action_dim]:
+            raise ValueError(
+                f"demo store {store.path} has {store.schema['action']['shape']} "
+                f"actions, the env takes [{action_dim}]"
+            )
+        for i in range(store.num_episodes):
+            steps, final = store.episode(i)
+            tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in steps.items()}
+            buffer.add_episode(
+                tensors,
+                {k: torch.from_numpy(np.asarray(v)) for k, v in final.items()},
+                list(obs_shapes),
+            )
+    if buffer.size == 0:
+        raise ValueError(f"no episodes in {paths}")
+    return buffer

@@ -1,0 +1,89 @@
+"""Acting and learning as two processes, with nothing unpickled across the boundary.
+
+- Transitions go actor -> learner as safetensors bytes over a ``multiprocessing`` connection
+  (``send_bytes``/``recv_bytes``: raw bytes, never pickle).
+- Weights go learner -> actor as versioned safetensors snapshots in a directory: the learner
+  writes ``weights-<version>.safetensors`` atomically and then points ``LATEST`` at it; the actor
+  polls and loads a newer snapshot between steps, without stopping.
+
+In-process training (the default) uses neither; these are the pieces the ROS 2 actor and
+learner nodes build on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load, load_file, save, save_file
+from torch import nn
+
+LATEST = "LATEST"
+
+
+def encode_transition(transition: dict[str, torch.Tensor]) -> bytes:
+    """Flat dict of tensors (nested dicts joined with '.') -> bytes."""
+    flat = {}
+    for key, value in transition.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v.contiguous().cpu() for k, v in value.items()})
+        else:
+            flat[key] = value.contiguous().cpu()
+    return save(flat)
+
+
+def decode_transition(data: bytes) -> dict:
+    out: dict = {}
+    for key, value in load(data).items():
+        head, _, tail = key.partition(".")
+        if tail:
+            out.setdefault(head, {})[tail] = value
+        else:
+            out[head] = value
+    return out
+
+
+class WeightPublisher:
+    """Learner side: publish the policy's weights as numbered snapshots."""
+
+    def __init__(self, directory: str | Path, keep: int = 3):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.version = 0
+        self.keep = keep
+
+    def publish(self, module: nn.Module) -> int:
+        self.version += 1
+        name = f"weights-{self.version:08d}.safetensors"
+        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        save_file(tensors, str(self.dir / (name + ".tmp")), metadata={"version": str(self.version)})
+        os.replace(self.dir / (name + ".tmp"), self.dir / name)
+        (self.dir / (LATEST + ".tmp")).write_text(name)
+        os.replace(self.dir / (LATEST + ".tmp"), self.dir / LATEST)
+        for old in sorted(self.dir.glob("weights-*.safetensors"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return self.version
+
+
+class WeightSubscriber:
+    """Actor side: load a newer snapshot into ``module`` when one exists."""
+
+    def __init__(self, directory: str | Path, module: nn.Module):
+        self.dir = Path(directory)
+        self.module = module
+        self.version = 0
+
+    def poll(self) -> bool:
+        """True if newer weights were loaded."""
+        try:
+            name = (self.dir / LATEST).read_text().strip()
+            version = int(name.removeprefix("weights-").removesuffix(".safetensors"))
+            if version <= self.version:
+                return False
+            tensors = load_file(str(self.dir / name))
+        except (FileNotFoundError, ValueError):
+            return False  # nothing published yet, or a snapshot rotated away mid-read
+        self.module.load_state_dict(tensors)
+        self.version = version
+        return True

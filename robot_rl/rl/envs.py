@@ -1,0 +1,121 @@
+"""Make a batched env for training: one of our MuJoCo tasks, or any gymnasium env id with a Box
+action space (``gym:Pendulum-v1``), adapted to ``robot_rl.batched_env``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robot_rl.batched_env import BatchedEnv
+
+GYM_PREFIX = "gym:"
+
+
+def _flat_box(space: gym.Space, where: str) -> None:
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"{where} must be a Box, got {type(space).__name__}")
+
+
+class GymBatchedEnv(BatchedEnv):
+    """N gymnasium envs stepped in turn, same-step autoreset; actions in [-1, 1] are rescaled to
+    the env's bounds. Box observations become ``{"state": obs}``; Dict observations keep keys."""
+
+    def __init__(
+        self, env_id: str, num_envs: int, device: str | torch.device = "cpu", **kwargs: Any
+    ):
+        self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+        space = self.envs[0].action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(
+                f"{env_id} has a {type(space).__name__} action space; the "
+                "learners need a continuous (Box) one"
+            )
+        obs_space = self.envs[0].observation_space
+        if isinstance(obs_space, gym.spaces.Dict):
+            for key, sub in obs_space.spaces.items():
+                _flat_box(sub, f"{env_id} observation {key!r}")
+            self._keys = None
+            spaces = dict(obs_space.spaces)
+        else:
+            _flat_box(obs_space, f"{env_id} observation")
+            self._keys = "state"
+            spaces = {"state": obs_space}
+        self.single_observation_space = gym.spaces.Dict(
+            {
+                k: gym.spaces.Box(-np.inf, np.inf, s.shape, np.float32)
+                if s.dtype != np.uint8
+                else s
+                for k, s in spaces.items()
+            }
+        )
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, space.shape, np.float32)
+        self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self.num_envs, self.device = num_envs, torch.device(device)
+        self._obs: list[Any] = [None] * num_envs
+
+    def _as_dict(self, obs) -> dict[str, np.ndarray]:
+        return {self._keys: obs} if self._keys else dict(obs)
+
+    def _stack(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, space in self.single_observation_space.spaces.items():
+            arr = np.stack([np.asarray(i[key]) for i in items]).astype(space.dtype)
+            out[key] = torch.from_numpy(arr).to(self.device)
+        return out
+
+    def reset(self, seed: int | None = None):
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            self._obs[i] = self._as_dict(obs)
+        return self._stack(self._obs), {}
+
+    def step(self, action: torch.Tensor):
+        act = action.detach().cpu().double().numpy().clip(-1.0, 1.0)
+        act = self._low + (act + 1.0) * 0.5 * (self._high - self._low)
+        finals, rewards, terms, truncs, successes = [], [], [], [], []
+        for i, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, info = env.step(act[i])
+            obs = self._as_dict(obs)
+            finals.append(obs)
+            rewards.append(reward)
+            terms.append(terminated)
+            truncs.append(truncated and not terminated)
+            successes.append(float(info.get("success", info.get("is_success", np.nan))))
+            if terminated or truncated:
+                obs = self._as_dict(env.reset()[0])
+            self._obs[i] = obs
+        t = lambda x, dt: torch.as_tensor(np.asarray(x), dtype=dt, device=self.device)  # noqa: E731
+        info = {"final_obs": self._stack(finals), "success": t(successes, torch.float32)}
+        terminated, truncated = t(terms, torch.bool), t(truncs, torch.bool)
+        info["done"] = terminated | truncated
+        return self._stack(self._obs), t(rewards, torch.float32), terminated, truncated, info
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def make_env(
+    task: str,
+    num_envs: int,
+    obs: str = "state",
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+) -> BatchedEnv:
+    overrides = dict(overrides or {})
+    if task.startswith(GYM_PREFIX):
+        return GymBatchedEnv(task[len(GYM_PREFIX) :], num_envs, device, **overrides)
+    from robot_rl.sim.batched import MujocoBatchedEnv
+
+    return MujocoBatchedEnv(task, num_envs, device=device, obs_mode=obs, **overrides)
+
+
+def obs_shapes(env: BatchedEnv) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-key (shape, storage dtype) of one observation."""
+    return {
+        k: (tuple(s.shape), torch.uint8 if s.dtype == np.uint8 else torch.float32)
+        for k, s in env.single_observation_space.spaces.items()
+    }

@@ -1,0 +1,132 @@
+"""Losses as pure functions: ``(inputs, networks, settings) -> (loss, metrics)``.
+
+Batches come from ``replay.ReplayBuffer.sample``: ``reward`` is the n-step discounted sum and
+``discount`` is gamma^n_eff, or 0 after a true termination (truncation bootstraps).
+Shapes: B batch, E critics, K atoms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_subset_min(q: torch.Tensor, subset: int, generator=None) -> torch.Tensor:
+    """Minimum over a random subset of ``subset`` ensemble members (REDQ), (E, B) -> (B,)."""
+    members = q.shape[0]
+    if subset >= members:
+        return q.min(0).values
+    idx = torch.randperm(members, device=q.device, generator=generator)[:subset]
+    return q[idx].min(0).values
+
+
+def sac_critic_loss(
+    q_pred: torch.Tensor,
+    q_next: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    alpha: torch.Tensor,
+    subset: int,
+    entropy_backup: bool,
+) -> tuple[torch.Tensor, dict]:
+    """MSE of every critic to r + discount * (min over a random subset of target critics
+    - alpha log pi). q_pred, q_next: (E, B); others (B,)."""
+    with torch.no_grad():
+        v_next = random_subset_min(q_next, subset)
+        if entropy_backup:
+            v_next = v_next - alpha * next_log_prob
+        target = reward + discount * v_next
+    loss = F.mse_loss(q_pred, target.expand_as(q_pred), reduction="none").mean(1).sum()
+    return loss, {
+        "loss/critic": loss.detach(),
+        "q/mean": q_pred.detach().mean(),
+        "q/target": target.mean(),
+    }
+
+
+def sac_actor_loss(
+    q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """alpha log pi - mean over critics of Q(s, pi(s)); q_pi (E, B)."""
+    loss = (alpha.detach() * log_prob - q_pi.mean(0)).mean()
+    return loss, {"loss/actor": loss.detach(), "entropy": -log_prob.detach().mean()}
+
+
+def temperature_loss(
+    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
+) -> tuple[torch.Tensor, dict]:
+    loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+    return loss, {"loss/temperature": loss.detach(), "temperature": log_alpha.detach().exp()}
+
+
+def c51_project(
+    next_probs: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    v_min: float,
+    v_max: float,
+) -> torch.Tensor:
+    """Project the distribution of r + discount * Z onto the fixed support (B, K) -> (B, K).
+
+    Mass that lands exactly on an atom stays whole on that atom, so every row sums to 1.
+    """
+    batch, atoms = next_probs.shape
+    support = torch.linspace(v_min, v_max, atoms, device=next_probs.device)
+    delta = (v_max - v_min) / (atoms - 1)
+    tz = (reward[:, None] + discount[:, None] * support[None]).clamp(v_min, v_max)
+    b = (tz - v_min) / delta
+    lower, upper = b.floor().long(), b.ceil().long()
+    exact = lower == upper
+    lower = torch.where(exact & (upper > 0), lower - 1, lower)
+    upper = torch.where(exact & (lower == upper) & (lower < atoms - 1), upper + 1, upper)
+    out = torch.zeros_like(next_probs)
+    out.scatter_add_(1, lower, next_probs * (upper.float() - b))
+    out.scatter_add_(1, upper, next_probs * (b - lower.float()))
+    return out
+
+
+def expected_value(logits: torch.Tensor, v_min: float, v_max: float) -> torch.Tensor:
+    """E[Z] of categorical logits (..., K) -> (...)."""
+    support = torch.linspace(v_min, v_max, logits.shape[-1], device=logits.device)
+    return (logits.softmax(-1) * support).sum(-1)
+
+
+def distributional_cdq_loss(
+    logits: torch.Tensor,
+    next_logits: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    v_min: float,
+    v_max: float,
+) -> tuple[torch.Tensor, dict]:
+    """FastTD3 critic: per sample, project the target head with the lower expected value and
+    train both heads on it by cross-entropy. logits, next_logits: (2, B, K)."""
+    target = cdq_target(next_logits, reward, discount, v_min, v_max)
+    loss = -(target[None] * logits.log_softmax(-1)).sum(-1).mean(1).sum()
+    q = expected_value(logits.detach(), v_min, v_max)
+    return loss, {"loss/critic": loss.detach(), "q/mean": q.mean(), "q/max": q.max()}
+
+
+@torch.no_grad()
+def cdq_target(
+    next_logits: torch.Tensor,
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    v_min: float,
+    v_max: float,
+) -> torch.Tensor:
+    """Projected target distribution of the head with the lower E[Q] per sample, (B, K)."""
+    pick = expected_value(next_logits, v_min, v_max).argmin(0)  # (B,)
+    probs = next_logits.softmax(-1)
+    chosen = probs[pick, torch.arange(probs.shape[1], device=probs.device)]
+    return c51_project(chosen, reward, discount, v_min, v_max)
+
+
+def deterministic_actor_loss(
+    q_pi_logits: torch.Tensor, v_min: float, v_max: float
+) -> tuple[torch.Tensor, dict]:
+    """-min over heads of E[Q(s, pi(s))]; q_pi_logits (2, B, K)."""
+    q = expected_value(q_pi_logits, v_min, v_max).min(0).values
+    loss = -q.mean()
+    return loss, {"loss/actor": loss.detach()}

@@ -1,0 +1,212 @@
+"""Networks shared by the learners. Shapes: B batch, E ensemble members, D features."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(in_dim, h)] + ([nn.LayerNorm(h)] if layer_norm else []) + [nn.ReLU()]
+        in_dim = h
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers evaluated as one batched matmul: (E, B, I) -> (E, B, O)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """E critics Q(s, a) with LayerNorm as one module. Output (E, B, atoms); atoms = 1 for a
+    scalar critic, or the C51 logits."""
+
+    def __init__(self, members: int, in_dim: int, hidden: list[int], atoms: int = 1):
+        super().__init__()
+        self.members, self.atoms = members, atoms
+        dims = [in_dim, *hidden]
+        self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for h in hidden)
+        self.head = EnsembleLinear(members, dims[-1], atoms)
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([features, action], dim=-1)
+        x = x.unsqueeze(0).expand(self.members, *x.shape) if x.dim() == 2 else x
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            x = F.relu(norm(layer(x)))
+        return self.head(x)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a|s): tanh-squashed Gaussian; returns action in [-1, 1] and its log-probability."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden: list[int],
+        log_std_range: tuple[float, float] = (-10.0, 2.0),
+    ):
+        super().__init__()
+        self.net = mlp(in_dim, hidden, 2 * action_dim)
+        self.log_std_range = log_std_range
+
+    def forward(self, features: torch.Tensor, deterministic: bool = False):
+        mean, log_std = self.net(features).chunk(2, dim=-1)
+        lo, hi = self.log_std_range
+        log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
+        if deterministic:
+            return torch.tanh(mean), None
+        std = log_std.exp()
+        pre = mean + std * torch.randn_like(mean)
+        log_prob = (-0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(
+            -1
+        )
+        # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable
+        log_prob -= (2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))).sum(-1)
+        return torch.tanh(pre), log_prob
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(MLP(s)) with a small final layer (FastTD3: std 0.01)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        action_dim: int,
+        hidden: list[int],
+        init_std: float = 0.01,
+        layer_norm: bool = False,
+    ):
+        super().__init__()
+        self.net = mlp(in_dim, hidden, action_dim, layer_norm=layer_norm)
+        last = self.net[-1]
+        nn.init.normal_(last.weight, std=init_std)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(features))
+
+
+class ConvEncoder(nn.Module):
+    """DrQ-style encoder for (B, H, W, 3) uint8 images -> (B, feature_dim)."""
+
+    def __init__(self, image_size: int = 128, channels: int = 32, feature_dim: int = 64):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, channels, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1),
+            nn.ReLU(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, 3, image_size, image_size)).numel()
+        self.proj = nn.Sequential(
+            nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh()
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        return self.proj(self.convs(x).flatten(1))
+
+
+def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """DrQ augmentation: pad by replication and crop back at a random offset per image.
+    (B, H, W, C) uint8 -> same shape and dtype."""
+    b, h, w, _ = images.shape
+    x = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")
+    eps = 1.0 / (h + 2 * pad)
+    base = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * pad, device=images.device)[:h]
+    grid_y, grid_x = torch.meshgrid(base, base[:w], indexing="ij")
+    grid = torch.stack([grid_x, grid_y], -1).unsqueeze(0).expand(b, h, w, 2)
+    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=images.device) * (2.0 * eps)
+    out = F.grid_sample(x, grid + shift, padding_mode="zeros", align_corners=False)
+    return out.round().clamp(0, 255).to(images.dtype).permute(0, 2, 3, 1)
+
+
+class RunningNorm(nn.Module):
+    """Running mean/variance observation normaliser (parallel Welford); saved with the model."""
+
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-4):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(eps))
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, self.mean.shape[0]).float()
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        delta = mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+
+class ObsEncoder(nn.Module):
+    """Dict observation -> features: normalised vectors, and a conv encoder per camera.
+
+    Vector keys are concatenated in sorted order; image keys are (B, H, W, 3) uint8.
+    """
+
+    def __init__(
+        self,
+        obs_shapes: dict[str, tuple[int, ...]],
+        image_feature_dim: int = 64,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        self.vector_keys = sorted(k for k, s in obs_shapes.items() if len(s) == 1)
+        self.image_keys = sorted(k for k, s in obs_shapes.items() if len(s) == 3)
+        vec_dim = sum(obs_shapes[k][0] for k in self.vector_keys)
+        self.norm = RunningNorm(vec_dim) if normalize and vec_dim else None
+        self.encoders = nn.ModuleDict(
+            {
+                k: ConvEncoder(obs_shapes[k][0], feature_dim=image_feature_dim)
+                for k in self.image_keys
+            }
+        )
+        self.dim = vec_dim + image_feature_dim * len(self.image_keys)
+
+    def vector(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([obs[k].float() for k in self.vector_keys], dim=-1)
+
+    def update_norm(self, obs: dict[str, torch.Tensor]) -> None:
+        if self.norm is not None:
+            self.norm.update(self.vector(obs))
+
+    def forward(self, obs: dict[str, torch.Tensor], detach_images: bool = False) -> torch.Tensor:
+        parts = []
+        if self.vector_keys:
+            v = self.vector(obs)
+            parts.append(self.norm(v) if self.norm is not None else v)
+        for k in self.image_keys:
+            f = self.encoders[k](obs[k])
+            parts.append(f.detach() if detach_images else f)
+        return torch.cat(parts, dim=-1)

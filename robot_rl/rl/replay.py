@@ -1,0 +1,223 @@
+"""Device-resident replay for N parallel env streams, storing every frame once.
+
+Each env has its own time-ordered ring of slots. A slot holds the observation at that time and,
+if an action was taken from it, the action, reward and done flags. When an episode ends, its
+final observation is written to one extra slot with no action, so a transition's next
+observation is always the next slot of the same stream: frames are never duplicated, and samples
+never cross episode boundaries.
+
+n-step targets stop at the first terminated/truncated step, use gamma^n_eff, and never read past
+the newest written slot. ``discount`` in a batch is gamma^n_eff for bootstrapping transitions
+(truncation included) and 0 after a true termination.
+
+Shapes: storage (N, C, ...) with C slots per env; batches (B, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+Obs = dict[str, torch.Tensor]
+
+
+class ReplayBuffer:
+    def __init__(
+        self,
+        obs_shapes: dict[str, tuple[tuple[int, ...], torch.dtype]],
+        action_dim: int,
+        num_envs: int,
+        capacity_per_env: int,
+        gamma: float = 0.99,
+        n_step: int = 1,
+        device: str | torch.device = "cpu",
+    ):
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        self.num_envs, self.capacity, self.gamma, self.n_step = (
+            num_envs,
+            capacity_per_env,
+            gamma,
+            n_step,
+        )
+        self.device = torch.device(device)
+        n, c = num_envs, capacity_per_env
+        self.obs = {
+            k: torch.zeros((n, c, *shape), dtype=dtype, device=self.device)
+            for k, (shape, dtype) in obs_shapes.items()
+        }
+        self.action = torch.zeros((n, c, action_dim), device=self.device)
+        self.reward = torch.zeros((n, c), device=self.device)
+        self.terminated = torch.zeros((n, c), dtype=torch.bool, device=self.device)
+        self.truncated = torch.zeros((n, c), dtype=torch.bool, device=self.device)
+        self.has_action = torch.zeros((n, c), dtype=torch.bool, device=self.device)
+        self.written = torch.zeros((n, c), dtype=torch.bool, device=self.device)
+        self.ptr = torch.zeros(n, dtype=torch.long, device=self.device)  # next slot per env
+        self.total = torch.zeros(n, dtype=torch.long, device=self.device)  # slots ever written
+        self._all = torch.arange(n, device=self.device)
+
+    # -- writing ------------------------------------------------------------------------------
+    def _write(
+        self,
+        rows: torch.Tensor,
+        obs: Obs,
+        action=None,
+        reward=None,
+        terminated=None,
+        truncated=None,
+    ) -> None:
+        """Write one slot for each env in ``rows`` at its pointer, then advance those pointers."""
+        p = self.ptr[rows]
+        for k, v in obs.items():
+            self.obs[k][rows, p] = v.to(self.device, self.obs[k].dtype)
+        self.written[rows, p] = True
+        self.has_action[rows, p] = action is not None
+        if action is not None:
+            self.action[rows, p] = action.to(self.device, torch.float32)
+            self.reward[rows, p] = reward.to(self.device, torch.float32)
+            self.terminated[rows, p] = terminated.to(self.device)
+            self.truncated[rows, p] = truncated.to(self.device)
+        self.ptr[rows] = (p + 1) % self.capacity
+        self.total[rows] += 1
+        self.written[rows, self.ptr[rows]] = False  # the slot to be overwritten next is gone
+
+    def add(
+        self,
+        obs: Obs,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+        final_obs: Obs | None = None,
+    ) -> None:
+        """One step of all N envs from ``obs`` with ``action``. Where an episode ended,
+        ``final_obs`` holds its last observation (``info["final_obs"]`` of the batched API)."""
+        self._write(self._all, obs, action, reward, terminated, truncated)
+        done = (terminated | truncated).to(self.device)
+        if bool(done.any()):
+            if final_obs is None:
+                raise ValueError("final_obs is required when an episode ends")
+            rows = torch.nonzero(done).flatten()
+            self._write(rows, {k: v.to(self.device)[rows] for k, v in final_obs.items()})
+
+    def add_episode(self, steps: dict[str, torch.Tensor], final_obs: Obs, obs_keys) -> None:
+        """Append one whole episode to a single-env buffer (demonstrations)."""
+        if self.num_envs != 1:
+            raise ValueError("add_episode needs a single-stream buffer")
+        truncated = steps["truncated"].clone()
+        if not bool(steps["terminated"][-1] or truncated[-1]):
+            truncated[-1] = True  # a recording cut short: its end is a time limit, bootstrap
+        row = self._all[:1]
+        for t in range(len(steps["action"])):
+            self._write(
+                row,
+                {k: steps[k][t : t + 1] for k in obs_keys},
+                steps["action"][t : t + 1],
+                steps["reward"][t : t + 1],
+                steps["terminated"][t : t + 1],
+                truncated[t : t + 1],
+            )
+        self._write(row, {k: v[None] for k, v in final_obs.items()})
+
+    # -- sampling -----------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Slots held, summed over envs."""
+        return int(torch.clamp(self.total, max=self.capacity).sum())
+
+    def valid_starts(self) -> torch.Tensor:
+        """(N, C) bool: slots that start a transition whose next slot is written."""
+        return self.has_action & self.written & torch.roll(self.written, -1, dims=1)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict:
+        """A batch drawn evenly across envs: ceil(batch_size / N) per env, cut to batch_size."""
+        valid = self.valid_starts()
+        counts = valid.sum(1, keepdim=True)  # (N, 1)
+        if int(counts.min()) == 0:
+            raise RuntimeError("replay has an env with no complete transition yet")
+        per_env = -(-batch_size // self.num_envs)
+        # Uniform over each env's valid slots: rank u in [0, count) -> the u-th valid slot.
+        u = torch.rand((self.num_envs, per_env), device=self.device, generator=generator)
+        rank = (u * counts).long() + 1
+        slot = torch.searchsorted(valid.long().cumsum(1), rank)  # (N, per_env)
+        env = torch.arange(self.num_envs, device=self.device)[:, None].expand_as(slot)
+        return self._gather(env.reshape(-1)[:batch_size], slot.reshape(-1)[:batch_size])
+
+    def _gather(self, env: torch.Tensor, slot: torch.Tensor) -> dict:
+        c = self.capacity
+        reward = torch.zeros(len(env), device=self.device)
+        discount = torch.ones(len(env), device=self.device)
+        alive = torch.ones(len(env), dtype=torch.bool, device=self.device)
+        n_eff = torch.zeros(len(env), dtype=torch.long, device=self.device)
+        for k in range(self.n_step):
+            s = (slot + k) % c
+            # the next slot being written also means s is not the newest (never past the pointer)
+            usable = alive & self.has_action[env, s] & self.written[env, (s + 1) % c]
+            reward += torch.where(usable, discount * self.reward[env, s], 0.0)
+            discount = torch.where(usable, discount * self.gamma, discount)
+            n_eff += usable.long()
+            ended = self.terminated[env, s] | self.truncated[env, s]
+            terminated = usable & self.terminated[env, s]
+            discount = torch.where(terminated, 0.0, discount)
+            alive = usable & ~ended
+        nxt = (slot + n_eff) % c
+        return {
+            "obs": {k: v[env, slot] for k, v in self.obs.items()},
+            "action": self.action[env, slot],
+            "reward": reward,
+            "discount": discount,
+            "next_obs": {k: v[env, nxt] for k, v in self.obs.items()},
+            "n_eff": n_eff,
+            "env": env,
+        }
+
+    # -- persistence --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        tensors = {f"obs.{k}": v for k, v in self.obs.items()}
+        tensors.update(
+            action=self.action,
+            reward=self.reward,
+            terminated=self.terminated,
+            truncated=self.truncated,
+            has_action=self.has_action,
+            written=self.written,
+            ptr=self.ptr,
+            total=self.total,
+        )
+        return {k: v.contiguous().cpu() for k, v in tensors.items()}
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        meta = {"gamma": str(self.gamma), "n_step": str(self.n_step)}
+        save_file(self.state_dict(), str(tmp), metadata=meta)
+        tmp.replace(path)  # atomic: a crash leaves the previous file
+
+    def load(self, path: str | Path) -> None:
+        tensors = load_file(str(path), device=str(self.device))
+        for k in self.obs:
+            self.obs[k].copy_(tensors[f"obs.{k}"])
+        for name in (
+            "action",
+            "reward",
+            "terminated",
+            "truncated",
+            "has_action",
+            "written",
+            "ptr",
+            "total",
+        ):
+            getattr(self, name).copy_(tensors[name])
+
+
+def mixed_batch(online: dict, demo: dict) -> dict:
+    """Concatenate two batches along the batch axis (demo rows last)."""
+    out = {}
+    for key in online:
+        if isinstance(online[key], dict):
+            out[key] = {k: torch.cat([online[key][k], demo[key][k]]) for k in online[key]}
+        else:
+            out[key] = torch.cat([online[key], demo[key]])
+    return out

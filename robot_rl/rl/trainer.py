@@ -1,0 +1,322 @@
+"""The training loop: act, store, update, evaluate, log, checkpoint. It only orchestrates; the
+learners, replay, losses and envs live in their own modules."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.tensorboard import SummaryWriter
+
+from robot_rl.batched_env import BatchedEnv
+from robot_rl.rl.agents import DEFAULT_NUM_ENVS, algo_from_dict, build_agent
+from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
+from robot_rl.rl.demos import load_demos
+from robot_rl.rl.envs import make_env, obs_shapes
+from robot_rl.rl.fasttd3 import FastTD3
+from robot_rl.rl.replay import ReplayBuffer, mixed_batch
+
+
+@dataclass
+class TrainConfig:
+    """Train an off-policy learner on a task (ours, or gym:<id>)."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"algo": "sac"}])
+    algo: Any = None
+    """Learner config group: sac, fasttd3."""
+    task: str = "pick_cube"
+    """reach, pick_cube, peg_insert, or gym:<env id> with a Box action space."""
+    obs: str = "state"
+    """Observation mode of our tasks: state, pixels, state+pixels."""
+    env: dict[str, Any] = field(default_factory=dict)
+    """Extra task settings, e.g. env.reward_type=sparse."""
+    demos: str = ""
+    """Comma-separated demo stores from robot-rl collect; empty for none."""
+    demo_fraction: float = 0.5
+    """Share of each batch drawn from the demos."""
+    total_steps: int = 20000
+    """Env steps to train for (summed over parallel envs)."""
+    num_envs: int = 0
+    """Parallel envs; 0 picks the algo's default (sac 1, fasttd3 16)."""
+    learning_starts: int = 1000
+    """Random-action steps before learning (skipped when demos are given)."""
+    eval_every: int = 2000
+    """Evaluate and checkpoint every this many env steps."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic policy)."""
+    replay_capacity: int = 200_000
+    """Online replay slots (summed over envs)."""
+    seed: int = 0
+    """Seed."""
+    device: str = "auto"
+    """auto (cuda if available), cpu, cuda."""
+    out: str = ""
+    """Run directory; default runs/<algo>-<task>-s<seed>."""
+    resume: str = ""
+    """Run directory to continue (checkpoint, optimizer state and replay)."""
+    log_every: int = 500
+    """Log scalars every this many env steps."""
+    save_replay: bool = True
+    """Save the replay with every checkpoint, so a resumed run keeps it."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate(agent, env: BatchedEnv, episodes: int, seed: int) -> dict[str, float]:
+    """Deterministic rollouts until ``episodes`` finish: success rate, mean return, and 95%
+    intervals (Wilson for success, normal for return)."""
+    obs, _ = env.reset(seed=seed)
+    returns, successes = [], []
+    running = torch.zeros(env.num_envs)
+    while len(returns) < episodes:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+        running += reward.cpu()
+        for i in torch.nonzero((terminated | truncated).cpu()).flatten().tolist():
+            if len(returns) < episodes:
+                returns.append(float(running[i]))
+                successes.append(float(info["success"][i]) if "success" in info else math.nan)
+            running[i] = 0.0
+    return summarize(np.array(returns), np.array(successes))
+
+
+def summarize(returns: np.ndarray, successes: np.ndarray) -> dict[str, float]:
+    n = len(returns)
+    out = {
+        "return_mean": float(returns.mean()),
+        "return_ci95": float(1.96 * returns.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+        "success_rate": math.nan,
+        "success_lo": math.nan,
+        "success_hi": math.nan,
+    }
+    if not np.isnan(successes).any():
+        p, z = successes.mean(), 1.96
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        out.update(success_rate=float(p), success_lo=centre - half, success_hi=centre + half)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        algo = cfg.algo
+        self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
+        self.env = make_env(cfg.task, self.num_envs, cfg.obs, str(self.device), cfg.env)
+        self.eval_env = make_env(
+            cfg.task, min(cfg.eval_episodes, 8), cfg.obs, str(self.device), cfg.env
+        )
+        self.shapes = obs_shapes(self.env)
+        self.action_dim = self.env.single_action_space.shape[0]
+        self.agent = build_agent(algo, self.shapes, self.action_dim, self.num_envs, self.device)
+        self.replay = ReplayBuffer(
+            self.shapes,
+            self.action_dim,
+            self.num_envs,
+            max(2, cfg.replay_capacity // self.num_envs),
+            algo.gamma,
+            algo.n_step,
+            self.device,
+        )
+        paths = [p for p in cfg.demos.split(",") if p]
+        self.demo = (
+            load_demos(paths, self.shapes, self.action_dim, algo.gamma, algo.n_step, self.device)
+            if paths
+            else None
+        )
+        self.run_dir = Path(
+            cfg.resume or cfg.out or f"runs/{algo.name}-{cfg.task.replace(':', '-')}-s{cfg.seed}"
+        )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.step = 0
+        self.wall_offset = 0.0
+        if cfg.resume:
+            self._resume()
+
+    # -- persistence --------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        cfg = dataclasses.asdict(self.cfg)
+        cfg.pop("defaults", None)
+        return {
+            "train": cfg,
+            "obs_shapes": {
+                k: [list(s), str(d).removeprefix("torch.")] for k, (s, d) in self.shapes.items()
+            },
+            "action_dim": self.action_dim,
+            "step": self.step,
+            "wall_time": self.wall_offset + time.time() - self.start,
+        }
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.run_dir / "checkpoint", self.agent, self.config_dict())
+        if self.cfg.save_replay:
+            self.replay.save(self.run_dir / "replay.safetensors")
+
+    def _resume(self) -> None:
+        tensors, config = read_checkpoint(self.run_dir / "checkpoint", str(self.device))
+        load_flat_state(self.agent, tensors, config["optimizers"])
+        self.step, self.wall_offset = int(config["step"]), float(config["wall_time"])
+        replay = self.run_dir / "replay.safetensors"
+        if replay.exists():
+            self.replay.load(replay)
+
+    # -- loop ---------------------------------------------------------------------------------
+    def sample(self, batch_size: int) -> dict:
+        if self.demo is None:
+            return self.replay.sample(batch_size)
+        n_demo = int(round(batch_size * self.cfg.demo_fraction))
+        return mixed_batch(self.replay.sample(batch_size - n_demo), self.demo.sample(n_demo))
+
+    def updates(self) -> dict[str, torch.Tensor]:
+        algo, metrics = self.cfg.algo, {}
+        if isinstance(self.agent, FastTD3):
+            for _ in range(algo.updates_per_step):
+                metrics = self.agent.update(self.sample(algo.batch_size))
+        else:
+            for i in range(algo.utd):
+                metrics = self.agent.update(
+                    self.sample(algo.batch_size), update_actor=i == algo.utd - 1
+                )
+        return metrics
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.start = time.time()
+        writer = SummaryWriter(str(self.run_dir / "tb"))
+        eval_file = self.run_dir / "eval.csv"
+        new_file = not eval_file.exists()
+        obs, _ = self.env.reset(seed=cfg.seed + self.step)
+        ep_return = torch.zeros(self.num_envs, device=self.device)
+        recent: list[tuple[float, float]] = []
+        n_updates, last_log, last_eval = 0, self.step, self.step
+        t_log, metrics = time.time(), {}
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+        ]
+        with (
+            Progress(*columns, disable=not cfg.progress) as progress,
+            eval_file.open("a", newline="") as fh,
+        ):
+            out = csv.writer(fh)
+            if new_file:
+                out.writerow(["env_step", "wall_time", "success_rate", "return_mean"])
+            bar = progress.add_task(
+                f"{cfg.algo.name} {cfg.task}", total=cfg.total_steps, completed=self.step, stats=""
+            )
+            while self.step < cfg.total_steps:
+                learning = self.step >= cfg.learning_starts or self.demo is not None
+                if learning:
+                    action = self.agent.act(obs)
+                else:
+                    action = torch.rand(self.num_envs, self.action_dim, device=self.device) * 2 - 1
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
+                self._check_finite(next_obs, reward)
+                self.replay.add(obs, action, reward, terminated, truncated, info["final_obs"])
+                self.agent.encoder.update_norm(obs)
+                done = terminated | truncated
+                if isinstance(self.agent, FastTD3):
+                    self.agent.redraw_noise(done)
+                ep_return += reward
+                for i in torch.nonzero(done).flatten().tolist():
+                    success = float(info["success"][i]) if "success" in info else math.nan
+                    recent = (recent + [(float(ep_return[i]), success)])[-20:]
+                    ep_return[i] = 0.0
+                obs = next_obs
+                self.step += self.num_envs
+                if learning and self.replay.valid_starts().any(1).all():
+                    metrics = self.updates()
+                    n_updates += 1
+                    self._check_losses(metrics)
+                if self.step - last_log >= cfg.log_every:
+                    now = time.time()
+                    rate = (self.step - last_log) / (now - t_log)
+                    for k, v in metrics.items():
+                        writer.add_scalar(k, float(v), self.step)
+                    writer.add_scalar("perf/env_steps_per_s", rate, self.step)
+                    writer.add_scalar("perf/updates_per_s", n_updates / (now - t_log), self.step)
+                    if recent:
+                        writer.add_scalar(
+                            "train/return", np.mean([r for r, _ in recent]), self.step
+                        )
+                        writer.add_scalar(
+                            "train/success", np.mean([s for _, s in recent]), self.step
+                        )
+                    stats = f"{rate:.0f} sps"
+                    if recent:
+                        stats += f" | return {np.mean([r for r, _ in recent]):.1f}"
+                    progress.update(bar, stats=stats + self._last_eval_text)
+                    last_log, t_log, n_updates = self.step, now, 0
+                if self.step - last_eval >= cfg.eval_every or self.step >= cfg.total_steps:
+                    result = evaluate(
+                        self.agent, self.eval_env, cfg.eval_episodes, cfg.seed + 10_000
+                    )
+                    wall = self.wall_offset + time.time() - self.start
+                    for k, v in result.items():
+                        writer.add_scalar(f"eval/{k}", v, self.step)
+                    out.writerow(
+                        [self.step, f"{wall:.1f}", result["success_rate"], result["return_mean"]]
+                    )
+                    fh.flush()
+                    self._last_eval_text = (
+                        f" | eval success {result['success_rate']:.0%}"
+                        f" return {result['return_mean']:.1f}"
+                    )
+                    self.checkpoint()
+                    last_eval = self.step
+                progress.update(bar, completed=self.step)
+        writer.close()
+        return self.run_dir
+
+    _last_eval_text = ""
+
+    def _check_finite(self, obs: dict[str, torch.Tensor], reward: torch.Tensor) -> None:
+        for key, value in obs.items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise FloatingPointError(
+                    f"non-finite observation {key!r} at env step "
+                    f"{self.step}; stopping instead of training on it"
+                )
+        if not bool(torch.isfinite(reward).all()):
+            raise FloatingPointError(f"non-finite reward at env step {self.step}")
+
+    def _check_losses(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            if key.startswith("loss/") and not bool(torch.isfinite(value)):
+                raise FloatingPointError(f"{key} became {float(value)} at env step {self.step}")
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()
+
+
+def load_agent(checkpoint: str | Path, device: str = "cpu"):
+    """(agent, config) from a checkpoint directory, ready to act."""
+    tensors, config = read_checkpoint(checkpoint, device)
+    train = config["train"]
+    algo = algo_from_dict(train["algo"])
+    shapes = {k: (tuple(s), getattr(torch, d)) for k, (s, d) in config["obs_shapes"].items()}
+    num_envs = train["num_envs"] or DEFAULT_NUM_ENVS[algo.name]
+    agent = build_agent(algo, shapes, config["action_dim"], num_envs, torch.device(device))
+    load_flat_state(agent, tensors, config["optimizers"], optimizers=False)
+    agent.eval()
+    return agent, config

@@ -1,0 +1,183 @@
+"""Invariants of the SAC/RLPD and FastTD3 learners and their networks."""
+
+import math
+
+import pytest
+import torch
+
+from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
+from robot_rl.rl.losses import random_subset_min
+from robot_rl.rl.networks import CriticEnsemble, RunningNorm, TanhGaussianActor, random_shift
+from robot_rl.rl.sac import SAC, SACConfig
+
+SHAPES = {"state": (5,)}
+
+
+def batch(n=64, obs_dim=5, action_dim=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": {"state": torch.randn(n, obs_dim, generator=g)},
+        "next_obs": {"state": torch.randn(n, obs_dim, generator=g)},
+        "action": torch.rand(n, action_dim, generator=g) * 2 - 1,
+        "reward": torch.randn(n, generator=g),
+        "discount": torch.full((n,), 0.99),
+    }
+
+
+def test_ensemble_subset_minimum():
+    q = torch.arange(10.0)[:, None].expand(10, 4000).clone()  # member k predicts k
+    torch.manual_seed(0)
+    picked = torch.stack([random_subset_min(q, 2) for _ in range(300)])[:, 0]
+    # min of 2 of {0..9}: never 9, and E[min] = sum_k k (9-k) / 45 = 8/3
+    assert picked.max() < 9 and abs(float(picked.mean()) - 8 / 3) < 0.3
+    assert torch.equal(random_subset_min(q, 10), torch.zeros(4000))  # plain minimum
+
+
+def test_critic_ensemble_is_one_batched_module_of_independent_members():
+    critic = CriticEnsemble(10, 7, [32, 32])
+    out = critic(torch.randn(16, 5), torch.randn(16, 2))
+    assert out.shape == (10, 16, 1)
+    assert out.std(0).mean() > 0  # members are initialised independently
+    assert not any(
+        isinstance(m, torch.nn.ModuleList) and len(m) == 10 for m in critic.modules()
+    )  # no per-critic Python loop
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(5, 2, [16])
+    features = torch.randn(4096, 5)
+    action, log_prob = actor(features)
+    assert action.abs().max() < 1
+    mean, log_std = actor.net(features).chunk(2, -1)
+    lo, hi = actor.log_std_range
+    std = (lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)).exp()
+    base = torch.distributions.Normal(mean, std)
+    pre = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
+    ref = (base.log_prob(pre) - torch.log(1 - action.pow(2) + 1e-6)).sum(-1)
+    close = (action.abs() < 0.99).all(-1)
+    torch.testing.assert_close(log_prob[close], ref[close], atol=2e-3, rtol=1e-3)
+
+
+def test_sac_update_fits_a_fixed_batch_and_tunes_temperature():
+    torch.manual_seed(0)
+    agent = SAC(SACConfig(num_critics=4, critic_subset=2, hidden=[64, 64]), SHAPES, 2)
+    b = batch()
+    first = agent.update(b, update_actor=True)
+    for _ in range(150):
+        last = agent.update(b, update_actor=True)
+    assert last["loss/critic"] < 0.5 * first["loss/critic"]
+    assert agent.target_entropy == -1.0  # -|A| / 2
+    assert float(agent.log_alpha.exp()) != pytest.approx(0.01)  # the temperature moved
+
+
+def test_sac_target_network_tracks_slowly():
+    agent = SAC(SACConfig(num_critics=2, hidden=[16]), SHAPES, 2)
+    before = [p.clone() for p in agent.target_critic.parameters()]
+    agent.update(batch(), update_actor=False)
+    for p_t, p_old, p in zip(
+        agent.target_critic.parameters(), before, agent.critic.parameters(), strict=True
+    ):
+        # after one update: target = (1 - tau) old + tau new
+        torch.testing.assert_close(p_t, p_old + 0.005 * (p.detach() - p_old))
+
+
+def test_images_train_the_encoder_through_the_critic_only():
+    shapes = {"state": (3,), "front": (32, 32, 3)}
+    agent = SAC(SACConfig(num_critics=2, hidden=[32]), shapes, 2)
+    b = {
+        "obs": {
+            "state": torch.randn(8, 3),
+            "front": torch.randint(0, 255, (8, 32, 32, 3), dtype=torch.uint8),
+        },
+        "next_obs": {
+            "state": torch.randn(8, 3),
+            "front": torch.randint(0, 255, (8, 32, 32, 3), dtype=torch.uint8),
+        },
+        "action": torch.zeros(8, 2),
+        "reward": torch.ones(8),
+        "discount": torch.ones(8),
+    }
+    enc_before = [p.clone() for p in agent.encoder.encoders.parameters()]
+    agent.critic_opt.param_groups[0]["lr"] = 0.0  # freeze critic + encoder: actor step only
+    agent.update(b, update_actor=True)
+    for p, q in zip(agent.encoder.encoders.parameters(), enc_before, strict=True):
+        assert torch.equal(p, q)
+    agent.critic_opt.param_groups[0]["lr"] = 1e-3
+    agent.update(b, update_actor=False)
+    assert any(
+        not torch.equal(p, q)
+        for p, q in zip(agent.encoder.encoders.parameters(), enc_before, strict=True)
+    )
+
+
+def test_random_shift_is_a_translation():
+    img = torch.zeros(16, 20, 20, 3, dtype=torch.uint8)
+    img[:, 8:12, 8:12] = 255
+    out = random_shift(img, pad=4)
+    assert out.shape == img.shape and out.dtype == torch.uint8
+    assert (out.float().sum((1, 2, 3)) == img.float().sum((1, 2, 3))).all()  # square moved whole
+    assert len({tuple(torch.nonzero(o[..., 0])[0].tolist()) for o in out}) > 1
+
+
+def test_running_norm_matches_dataset_statistics():
+    norm = RunningNorm(3)
+    data = torch.randn(1000, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([2.0, -1.0, 0.0])
+    for chunk in data.split(100):
+        norm.update(chunk)
+    torch.testing.assert_close(norm.mean, data.mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(norm.var, data.var(0, unbiased=False), atol=1e-3, rtol=1e-3)
+
+
+def test_fasttd3_noise_redrawn_only_for_finished_envs():
+    agent = FastTD3(
+        FastTD3Config(actor_hidden=[16], critic_hidden=[16], atoms=11), SHAPES, 2, num_envs=8
+    )
+    std = agent.noise_std.clone()
+    assert ((std >= 0.001) & (std <= 0.4)).all()
+    done = torch.tensor([True, False, False, True, False, False, False, False])
+    agent.redraw_noise(done)
+    assert torch.equal(agent.noise_std[~done], std[~done])
+    assert not torch.equal(agent.noise_std[done], std[done])
+
+
+def test_fasttd3_actor_starts_small_and_actor_updates_are_delayed():
+    agent = FastTD3(
+        FastTD3Config(actor_hidden=[16], critic_hidden=[16], atoms=11, policy_delay=2),
+        SHAPES,
+        2,
+        num_envs=4,
+    )
+    assert agent.act({"state": torch.randn(32, 5)}, deterministic=True).abs().max() < 0.2
+    actor_before = [p.clone() for p in agent.actor.parameters()]
+    agent.update(batch())
+    assert all(torch.equal(p, q) for p, q in zip(agent.actor.parameters(), actor_before))
+    metrics = agent.update(batch())
+    assert "loss/actor" in metrics
+    assert any(not torch.equal(p, q) for p, q in zip(agent.actor.parameters(), actor_before))
+
+
+@pytest.mark.slow
+def test_compiled_update_equals_eager_update():
+    pytest.importorskip("torch._inductor")
+
+    def make(compile_mode):
+        torch.manual_seed(0)
+        return FastTD3(
+            FastTD3Config(actor_hidden=[16], critic_hidden=[32], atoms=11, compile=compile_mode),
+            SHAPES,
+            2,
+            num_envs=4,
+        )
+
+    eager, compiled = make("off"), make("on")
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for step in range(2):
+        torch.manual_seed(step)
+        m_eager = eager.update(batch(seed=step))
+        torch.manual_seed(step)
+        m_comp = compiled.update(batch(seed=step))
+    assert math.isclose(float(m_eager["loss/critic"]), float(m_comp["loss/critic"]), rel_tol=1e-4)
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,145 @@
+"""Replay: n-step targets, termination vs truncation, episode boundaries, demo mix, resume."""
+
+import pytest
+import torch
+
+from robot_rl.rl.replay import ReplayBuffer, mixed_batch
+
+SHAPES = {"state": ((1,), torch.float32), "img": ((2, 2, 3), torch.uint8)}
+
+
+def obs(values):
+    v = torch.as_tensor(values, dtype=torch.float32).reshape(-1, 1)
+    return {"state": v, "img": v.to(torch.uint8)[:, :, None, None].expand(-1, 2, 2, 3)}
+
+
+def rollout(buffer, length, term_at=None, trunc_at=None, start=0):
+    """One env: observations count up from ``start``; reward = obs value."""
+    for t in range(length):
+        o = start + t
+        term = torch.tensor([t == term_at])
+        trunc = torch.tensor([t == trunc_at])
+        buffer.add(
+            obs([o]),
+            torch.tensor([[float(o)]]),
+            torch.tensor([float(o)]),
+            term,
+            trunc,
+            obs([1000 + o]),
+        )
+
+
+def all_transitions(buffer):
+    valid = buffer.valid_starts()
+    env, slot = torch.nonzero(valid, as_tuple=True)
+    return buffer._gather(env, slot)
+
+
+def test_truncated_bootstraps_terminated_does_not():
+    buf = ReplayBuffer(SHAPES, 1, 1, 32, gamma=0.9)
+    rollout(buf, 3, trunc_at=2)
+    rollout(buf, 2, term_at=1, start=10)
+    b = all_transitions(buf)
+    by_obs = {
+        int(o): (float(d), float(n))
+        for o, d, n in zip(b["obs"]["state"][:, 0], b["discount"], b["next_obs"]["state"][:, 0])
+    }
+    assert by_obs[2] == (pytest.approx(0.9), 1002.0)  # truncated: bootstrap from final obs
+    assert by_obs[11][0] == 0.0  # terminated: no bootstrap
+    assert by_obs[0] == (pytest.approx(0.9), 1.0)
+
+
+def test_samples_never_cross_episode_boundaries_and_frames_are_stored_once():
+    buf = ReplayBuffer(SHAPES, 1, 1, 64, gamma=0.9)
+    rollout(buf, 4, trunc_at=3)
+    rollout(buf, 4, term_at=3, start=10)
+    b = all_transitions(buf)
+    assert len(b["action"]) == 8
+    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0]):
+        assert int(nxt) in (int(o) + 1, 1000 + int(o))
+    # 8 steps + 2 final observations = 10 slots; no next observation was stored twice
+    assert int(buf.written.sum()) == 10
+    torch.testing.assert_close(
+        b["next_obs"]["img"][:, 0, 0, 0].float(), (b["next_obs"]["state"][:, 0] % 256)
+    )
+
+
+def test_n_step_masks_after_done_and_uses_gamma_n_eff():
+    buf = ReplayBuffer(SHAPES, 1, 1, 64, gamma=0.5, n_step=3)
+    rollout(buf, 4, term_at=3)  # rewards 0 1 2 3, terminal at the 4th step
+    rollout(buf, 2, start=20)  # a new episode, still running
+    b = all_transitions(buf)
+    rows = {int(o): i for i, o in enumerate(b["obs"]["state"][:, 0])}
+    i = rows[0]  # 3 full steps: 0 + .5*1 + .25*2, bootstrap gamma^3 from obs 3
+    assert float(b["reward"][i]) == 0.0 + 0.5 * 1 + 0.25 * 2
+    assert float(b["discount"][i]) == 0.125 and int(b["next_obs"]["state"][i]) == 3
+    i = rows[2]  # 2 + .5*3 then terminal: no bootstrap, no reward from the next episode
+    assert float(b["reward"][i]) == 2 + 0.5 * 3 and float(b["discount"][i]) == 0.0
+    assert int(b["n_eff"][i]) == 2
+
+
+def test_n_step_never_reads_past_the_write_pointer():
+    buf = ReplayBuffer(SHAPES, 1, 1, 64, gamma=0.5, n_step=5)
+    rollout(buf, 3)  # the episode is still running; obs 3 not stored yet
+    b = all_transitions(buf)
+    rows = {int(o): i for i, o in enumerate(b["obs"]["state"][:, 0])}
+    assert set(rows) == {0, 1}  # the newest step has no stored next observation yet
+    i = rows[0]
+    assert int(b["n_eff"][i]) == 2 and int(b["next_obs"]["state"][i]) == 2
+    assert float(b["discount"][i]) == 0.25
+
+
+def test_ring_overwrite_keeps_only_complete_transitions():
+    buf = ReplayBuffer(SHAPES, 1, 1, 5, gamma=0.9)
+    rollout(buf, 12)
+    b = all_transitions(buf)
+    assert len(b["action"]) > 0
+    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0]):
+        assert int(nxt) == int(o) + 1
+
+
+def test_batches_are_drawn_evenly_across_envs():
+    buf = ReplayBuffer(SHAPES, 1, 4, 32)
+    for t in range(10):
+        buf.add(
+            obs([t] * 4),
+            torch.zeros(4, 1),
+            torch.zeros(4),
+            torch.zeros(4, dtype=torch.bool),
+            torch.zeros(4, dtype=torch.bool),
+            obs([0] * 4),
+        )
+    batch = buf.sample(64)
+    assert torch.bincount(batch["env"], minlength=4).tolist() == [16, 16, 16, 16]
+
+
+def test_demo_online_ratio():
+    online = ReplayBuffer(SHAPES, 1, 1, 32)
+    demo = ReplayBuffer(SHAPES, 1, 1, 32)
+    rollout(online, 5)
+    rollout(demo, 5, start=100)
+    batch = mixed_batch(online.sample(96), demo.sample(32))
+    from_demo = (batch["obs"]["state"][:, 0] >= 100).float().mean()
+    assert float(from_demo) == 0.25
+
+
+def test_save_and_resume(tmp_path):
+    buf = ReplayBuffer(SHAPES, 1, 2, 16, n_step=2)
+    for t in range(7):
+        buf.add(
+            obs([t, t]),
+            torch.full((2, 1), float(t)),
+            torch.ones(2),
+            torch.tensor([False, t == 4]),
+            torch.zeros(2, dtype=torch.bool),
+            obs([50, 60]),
+        )
+    buf.save(tmp_path / "r.safetensors")
+    again = ReplayBuffer(SHAPES, 1, 2, 16, n_step=2)
+    again.load(tmp_path / "r.safetensors")
+    for name in ("action", "reward", "terminated", "written", "ptr", "total"):
+        assert torch.equal(getattr(buf, name), getattr(again, name))
+    g = torch.Generator().manual_seed(0)
+    a = buf.sample(8, torch.Generator().manual_seed(0))
+    b = again.sample(8, g)
+    torch.testing.assert_close(a["reward"], b["reward"])
