@@ -98,9 +98,8 @@ def main() -> None:
     agent = FastTD3(FastTD3Config(batch_size=4096), {"state": (obs_dim,)}, action_dim, 16, device)
     rate = ours_updates_per_s(agent, buffer, max(20, args.updates // 10), 4096, device)
     rows.append(("robot_rl FastTD3, batch 4096, C51 1024-512-256", rate))
-    print(
-        f"| update throughput on {device} ({torch.get_num_threads()} threads) | updates/s | vs SB3 |"
-    )
+    threads = torch.get_num_threads()
+    print(f"| update throughput on {device} ({threads} threads) | updates/s | vs SB3 |")
     print("|---|---|---|")
     for name, rate in rows:
         print(f"| {name} | {rate:.0f} | {rate / sb3:.2f}x |")

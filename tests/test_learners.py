@@ -151,10 +151,12 @@ def test_fasttd3_actor_starts_small_and_actor_updates_are_delayed():
     assert agent.act({"state": torch.randn(32, 5)}, deterministic=True).abs().max() < 0.2
     actor_before = [p.clone() for p in agent.actor.parameters()]
     agent.update(batch())
-    assert all(torch.equal(p, q) for p, q in zip(agent.actor.parameters(), actor_before))
+    pairs = list(zip(agent.actor.parameters(), actor_before, strict=True))
+    assert all(torch.equal(p, q) for p, q in pairs)
     metrics = agent.update(batch())
     assert "loss/actor" in metrics
-    assert any(not torch.equal(p, q) for p, q in zip(agent.actor.parameters(), actor_before))
+    pairs = list(zip(agent.actor.parameters(), actor_before, strict=True))
+    assert any(not torch.equal(p, q) for p, q in pairs)
 
 
 @pytest.mark.slow

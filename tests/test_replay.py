@@ -42,7 +42,9 @@ def test_truncated_bootstraps_terminated_does_not():
     b = all_transitions(buf)
     by_obs = {
         int(o): (float(d), float(n))
-        for o, d, n in zip(b["obs"]["state"][:, 0], b["discount"], b["next_obs"]["state"][:, 0])
+        for o, d, n in zip(
+            b["obs"]["state"][:, 0], b["discount"], b["next_obs"]["state"][:, 0], strict=True
+        )
     }
     assert by_obs[2] == (pytest.approx(0.9), 1002.0)  # truncated: bootstrap from final obs
     assert by_obs[11][0] == 0.0  # terminated: no bootstrap
@@ -55,7 +57,7 @@ def test_samples_never_cross_episode_boundaries_and_frames_are_stored_once():
     rollout(buf, 4, term_at=3, start=10)
     b = all_transitions(buf)
     assert len(b["action"]) == 8
-    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0]):
+    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0], strict=False):
         assert int(nxt) in (int(o) + 1, 1000 + int(o))
     # 8 steps + 2 final observations = 10 slots; no next observation was stored twice
     assert int(buf.written.sum()) == 10
@@ -94,7 +96,7 @@ def test_ring_overwrite_keeps_only_complete_transitions():
     rollout(buf, 12)
     b = all_transitions(buf)
     assert len(b["action"]) > 0
-    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0]):
+    for o, nxt in zip(b["obs"]["state"][:, 0], b["next_obs"]["state"][:, 0], strict=False):
         assert int(nxt) == int(o) + 1
 
 

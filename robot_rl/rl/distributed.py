@@ -87,3 +87,43 @@ class WeightSubscriber:
         self.module.load_state_dict(tensors)
         self.version = version
         return True
+
+
+class TransitionReceiver:
+    """Learner side: accept one actor on a local socket and read its transitions."""
+
+    def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0), authkey: bytes = b"robot_rl"):
+        from multiprocessing.connection import Listener
+
+        self._listener = Listener(address, authkey=authkey)
+        self.address = self._listener.address
+        self._conn = None
+
+    def accept(self) -> None:
+        self._conn = self._listener.accept()
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return self._conn is not None and self._conn.poll(timeout)
+
+    def receive(self) -> dict:
+        return decode_transition(self._conn.recv_bytes())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._listener.close()
+
+
+class TransitionSender:
+    """Actor side: send transitions to the learner as safetensors bytes."""
+
+    def __init__(self, address: tuple[str, int], authkey: bytes = b"robot_rl"):
+        from multiprocessing.connection import Client
+
+        self._conn = Client(address, authkey=authkey)
+
+    def send(self, transition: dict) -> None:
+        self._conn.send_bytes(encode_transition(transition))
+
+    def close(self) -> None:
+        self._conn.close()

@@ -41,7 +41,8 @@ class CriticEnsemble(nn.Module):
         super().__init__()
         self.members, self.atoms = members, atoms
         dims = [in_dim, *hidden]
-        self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+        pairs = zip(dims[:-1], dims[1:], strict=True)
+        self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in pairs)
         self.norms = nn.ModuleList(nn.LayerNorm(h) for h in hidden)
         self.head = EnsembleLinear(members, dims[-1], atoms)
 

@@ -1,0 +1,208 @@
+"""End-to-end training runs, checkpoints, resume, and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.rl.fasttd3 import FastTD3Config
+from robot_rl.rl.sac import SACConfig
+from robot_rl.rl.trainer import TrainConfig, Trainer, load_agent
+
+CLI = [sys.executable, "-m", "robot_rl.cli.main"]
+TINY_SAC = SACConfig(num_critics=2, hidden=[32, 32], batch_size=32, utd=1)
+
+
+def tiny(tmp_path, **kw):
+    cfg = dict(
+        algo=TINY_SAC,
+        task="gym:Pendulum-v1",
+        total_steps=300,
+        learning_starts=100,
+        eval_every=150,
+        eval_episodes=2,
+        out=str(tmp_path / "run"),
+        progress=False,
+        log_every=50,
+    )
+    cfg.update(kw)
+    return TrainConfig(**cfg)
+
+
+def run(cfg):
+    trainer = Trainer(cfg)
+    try:
+        return trainer, trainer.run()
+    finally:
+        trainer.close()
+
+
+def test_train_writes_checkpoint_curves_and_tensorboard(tmp_path):
+    _, run_dir = run(tiny(tmp_path))
+    rows = (run_dir / "eval.csv").read_text().splitlines()
+    assert rows[0] == "env_step,wall_time,success_rate,return_mean" and len(rows) == 3
+    config = json.loads((run_dir / "checkpoint" / "config.json").read_text())
+    assert config["step"] == 300 and config["train"]["algo"]["num_critics"] == 2
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("*.pkl"))
+
+
+def test_checkpoint_reproduces_actions_in_a_fresh_process(tmp_path):
+    _, run_dir = run(tiny(tmp_path))
+    obs = torch.linspace(-1, 1, 12).reshape(4, 3)
+    agent, _ = load_agent(run_dir / "checkpoint")
+    here = agent.act({"state": obs}, deterministic=True)
+    code = (
+        "import sys, torch; from robot_rl.rl.trainer import load_agent;"
+        "a, _ = load_agent(sys.argv[1]);"
+        "o = torch.linspace(-1, 1, 12).reshape(4, 3);"
+        "print(a.act({'state': o}, deterministic=True).flatten().tolist())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir / "checkpoint")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    there = torch.tensor(json.loads(out.stdout.strip().splitlines()[-1]))
+    torch.testing.assert_close(here.flatten(), there, atol=0, rtol=0)
+
+
+def test_resume_continues_with_replay_intact(tmp_path):
+    trainer, run_dir = run(tiny(tmp_path, total_steps=200, eval_every=100))
+    saved = trainer.replay.state_dict()
+    resumed = Trainer(tiny(tmp_path, total_steps=300, eval_every=100, resume=str(run_dir)))
+    try:
+        assert resumed.step == 200
+        for key, value in saved.items():
+            assert torch.equal(resumed.replay.state_dict()[key], value), key
+        resumed.run()
+        assert resumed.step == 300
+    finally:
+        resumed.close()
+    steps = [int(r.split(",")[0]) for r in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert steps == [100, 200, 300]
+
+
+def test_fasttd3_trains_with_parallel_envs(tmp_path):
+    algo = FastTD3Config(actor_hidden=[32], critic_hidden=[64], atoms=21, batch_size=128)
+    trainer, run_dir = run(tiny(tmp_path, algo=algo, num_envs=4, total_steps=400))
+    assert trainer.replay.num_envs == 4 and trainer.step == 400
+    assert (run_dir / "checkpoint" / "model.safetensors").exists()
+
+
+def test_rlpd_from_demos_on_our_task(tmp_path):
+    from robot_rl.sim.experts import EXPERTS
+    from robot_rl.sim.registry import make_task
+    from robot_rl.sim.tasks.base import TaskRuntime
+
+    from robot_rl.data.collect import collect_episodes
+
+    rt = TaskRuntime(make_task("reach"), 2)
+    collect_episodes(
+        rt, lambda r, o: EXPERTS["reach"](r), 2, str(tmp_path / "d.zarr"), 0, show_progress=False
+    )
+    rt.close()
+    cfg = tiny(
+        tmp_path,
+        task="reach",
+        demos=str(tmp_path / "d.zarr"),
+        total_steps=60,
+        eval_every=60,
+        eval_episodes=2,
+    )
+    trainer, _ = run(cfg)
+    assert trainer.demo is not None and trainer.demo.size > 0
+
+
+class NaNAfter(gym.Wrapper):
+    def __init__(self, env, after=30):
+        super().__init__(env)
+        self.count, self.after = 0, after
+
+    def step(self, action):
+        obs, *rest = self.env.step(action)
+        self.count += 1
+        if self.count >= self.after:
+            obs = np.full_like(obs, np.nan)
+        return (obs, *rest)
+
+
+def test_nan_observation_stops_training_with_the_step(tmp_path):
+    gym.register("NaNPendulum-v0", entry_point=lambda: NaNAfter(gym.make("Pendulum-v1")))
+    with pytest.raises(FloatingPointError, match=r"non-finite observation 'state' at env step 29"):
+        run(tiny(tmp_path, task="gym:NaNPendulum-v0"))
+
+
+def test_discrete_action_space_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="Discrete action space"):
+        Trainer(tiny(tmp_path, task="gym:CartPole-v1"))
+
+
+def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
+    from robot_rl.sim.experts import EXPERTS
+    from robot_rl.sim.registry import make_task
+    from robot_rl.sim.tasks.base import TaskRuntime
+
+    from robot_rl.data.collect import collect_episodes
+
+    rt = TaskRuntime(make_task("reach"), 1)
+    collect_episodes(
+        rt, lambda r, o: EXPERTS["reach"](r), 1, str(tmp_path / "d.zarr"), 0, show_progress=False
+    )
+    rt.close()
+    with pytest.raises(ValueError, match="has observations"):
+        Trainer(tiny(tmp_path, task="pick_cube", demos=str(tmp_path / "d.zarr")))
+
+
+@pytest.mark.slow
+def test_cli_train_eval_plot(tmp_path):
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [
+            *CLI,
+            "train",
+            "algo=sac",
+            "task=gym:Pendulum-v1",
+            "total_steps=200",
+            "learning_starts=100",
+            "eval_every=100",
+            "eval_episodes=2",
+            f"out={run_dir}",
+            "algo.num_critics=2",
+            "algo.hidden=[32,32]",
+            "progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run(
+        [*CLI, "eval", f"ckpt={run_dir}", "episodes=3", "num_envs=3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "return" in out.stderr + out.stdout
+    png = tmp_path / "curves.png"
+    out = subprocess.run(
+        [*CLI, "plot", str(run_dir), str(run_dir), f"out={png}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = subprocess.run(
+        [*CLI, "train", "algo=sac", "algo.bogus=1"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "error" in out.stderr
+    assert Path(run_dir / "checkpoint" / "model.safetensors").exists()
