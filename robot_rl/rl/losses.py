@@ -11,13 +11,14 @@ import torch
 import torch.nn.functional as F
 
 
+def random_subset(members: int, subset: int, device=None, generator=None) -> torch.Tensor:
+    """Indices of ``subset`` distinct ensemble members drawn at random (REDQ)."""
+    return torch.randperm(members, device=device, generator=generator)[:subset]
+
+
 def random_subset_min(q: torch.Tensor, subset: int, generator=None) -> torch.Tensor:
-    """Minimum over a random subset of ``subset`` ensemble members (REDQ), (E, B) -> (B,)."""
-    members = q.shape[0]
-    if subset >= members:
-        return q.min(0).values
-    idx = torch.randperm(members, device=q.device, generator=generator)[:subset]
-    return q[idx].min(0).values
+    """Minimum over a random subset of ``subset`` ensemble members, (E, B) -> (B,)."""
+    return q[random_subset(q.shape[0], subset, q.device, generator)].min(0).values
 
 
 def sac_critic_loss(
@@ -27,13 +28,13 @@ def sac_critic_loss(
     reward: torch.Tensor,
     discount: torch.Tensor,
     alpha: torch.Tensor,
-    subset: int,
     entropy_backup: bool,
 ) -> tuple[torch.Tensor, dict]:
-    """MSE of every critic to r + discount * (min over a random subset of target critics
-    - alpha log pi). q_pred, q_next: (E, B); others (B,)."""
+    """MSE of every critic to r + discount * (min over the target critics - alpha log pi).
+    q_pred (E, B); q_next (M, B): the random subset of target critics, already drawn (only those
+    are evaluated); others (B,)."""
     with torch.no_grad():
-        v_next = random_subset_min(q_next, subset)
+        v_next = q_next.min(0).values
         if entropy_backup:
             v_next = v_next - alpha * next_log_prob
         target = reward + discount * v_next

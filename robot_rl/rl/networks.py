@@ -29,8 +29,11 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``members`` (M,) evaluates only those members: x is then (M, B, I)."""
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class CriticEnsemble(nn.Module):
@@ -46,12 +49,16 @@ class CriticEnsemble(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(h) for h in hidden)
         self.head = EnsembleLinear(members, dims[-1], atoms)
 
-    def forward(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, F), (B, A) -> (E, B, atoms), or (M, B, atoms) for a subset ``members``."""
         x = torch.cat([features, action], dim=-1)
-        x = x.unsqueeze(0).expand(self.members, *x.shape) if x.dim() == 2 else x
+        count = self.members if members is None else len(members)
+        x = x.unsqueeze(0).expand(count, *x.shape)
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            x = F.relu(norm(layer(x)))
-        return self.head(x)
+            x = F.relu(norm(layer(x, members)))
+        return self.head(x, members)
 
 
 class TanhGaussianActor(nn.Module):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.losses import sac_actor_loss, sac_critic_loss, temperature_loss
+from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
 from robot_rl.rl.networks import CriticEnsemble, ObsEncoder, TanhGaussianActor, random_shift
 
 
@@ -82,11 +82,14 @@ class SAC(nn.Module):
 
     def update(self, batch: dict, update_actor: bool) -> dict[str, torch.Tensor]:
         """One critic step, plus actor and temperature steps if ``update_actor``."""
+        cfg = self.cfg
         obs, next_obs = self._augment(batch["obs"]), self._augment(batch["next_obs"])
         alpha = self.log_alpha.exp().detach()
         with torch.no_grad():
             next_action, next_log_prob = self.actor(self.encoder(next_obs))
-            q_next = self.target_critic(self.target_encoder(next_obs), next_action)[..., 0]
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+            next_features = self.target_encoder(next_obs)
+            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
         features = self.encoder(obs)
         q_pred = self.critic(features, batch["action"])[..., 0]
         loss, metrics = sac_critic_loss(
@@ -96,8 +99,7 @@ class SAC(nn.Module):
             batch["reward"],
             batch["discount"],
             alpha,
-            self.cfg.critic_subset,
-            self.cfg.entropy_backup,
+            cfg.entropy_backup,
         )
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
