@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if help_wanted:
         print(f"robot-rl {command}: {SUBCOMMANDS[command][0]}\n")
-        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        shown = OmegaConf.to_container(OmegaConf.structured(cfg))
+        shown.pop("defaults", None)
+        print(OmegaConf.to_yaml(shown))
         return 0
     try:
         return SUBCOMMANDS[command][1](cfg)

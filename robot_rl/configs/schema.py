@@ -8,7 +8,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from robot_rl.rl.agents import ALGOS
+from robot_rl.rl.agents import PRESETS
 from robot_rl.rl.trainer import TrainConfig
 from robot_rl.sim.registry import TASKS
 
@@ -107,5 +107,5 @@ def register_configs(command: str) -> None:
         for name, task in TASKS.items():
             cs.store(group="task", name=name, node=task.config_cls)
     if command == "train":
-        for name, algo in ALGOS.items():
+        for name, algo in PRESETS.items():
             cs.store(group="algo", name=name, node=algo)

@@ -1,0 +1,152 @@
+"""Sample efficiency: learning curves of RLPD from demos, SAC without demos and SB3 SAC.
+
+    .venv/bin/python bench/sample_efficiency.py --task peg_insert --steps 20000 --seeds 0 1 2
+    .venv/bin/python bench/sample_efficiency.py --task gym:Pendulum-v1 --methods sac --steps 10000
+
+Each run is a normal ``robot-rl train`` run directory under --out; the table gives, per method,
+the mean final success (or return) over seeds and the env steps at which the mean curve first
+reaches the threshold; a PNG of all curves is written with ``robot-rl plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.rl.plot import plot_runs, read_eval
+from robot_rl.rl.sac import SACConfig
+from robot_rl.rl.trainer import TrainConfig, Trainer
+
+METHODS = {
+    "rlpd": dict(algo=SACConfig(), demos=True),
+    "sac": dict(algo=SACConfig(num_critics=2, critic_subset=2, utd=1), demos=False),
+}
+
+
+def ensure_demos(task: str, episodes: int, out: Path) -> str:
+    path = out / f"demos-{task}-{episodes}.zarr"
+    if not path.exists():
+        from robot_rl.sim.experts import EXPERTS
+        from robot_rl.sim.registry import make_task
+        from robot_rl.sim.tasks.base import TaskRuntime
+
+        from robot_rl.data.collect import collect_episodes
+
+        rt = TaskRuntime(make_task(task), 8)
+        collect_episodes(
+            rt, lambda r, o: EXPERTS[task](r), episodes, str(path), 0, show_progress=False
+        )
+        rt.close()
+    return str(path)
+
+
+def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int) -> None:
+    """SB3 SAC (2 critics, 256x256) with the same evaluation, written as eval.csv."""
+    import time
+
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC as SB3SAC
+
+    from robot_rl.rl.envs import make_env
+    from robot_rl.rl.trainer import evaluate
+
+    env_id = task[4:] if task.startswith("gym:") else None
+    if env_id:
+        env = gym.make(env_id)
+    else:
+        import robot_rl.sim  # noqa: F401
+
+        env = gym.wrappers.FlattenObservation(gym.make(robot_rl.sim.ENV_IDS[task]))
+    model = SB3SAC(
+        "MlpPolicy", env, seed=seed, verbose=0, device="cpu", policy_kwargs={"net_arch": [256, 256]}
+    )
+    eval_env = make_env(task, 8)
+    low, high = env.action_space.low, env.action_space.high
+
+    class Policy:
+        def act(self, obs, deterministic=True):
+            flat = np.concatenate([obs[k].numpy() for k in sorted(obs)], -1)
+            a, _ = model.predict(flat, deterministic=True)
+            return torch.as_tensor(2 * (a - low) / (high - low) - 1, dtype=torch.float32)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with (run_dir / "eval.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["env_step", "wall_time", "success_rate", "return_mean"])
+        for done in range(eval_every, steps + 1, eval_every):
+            model.learn(eval_every, reset_num_timesteps=False)
+            r = evaluate(Policy(), eval_env, 10, seed + 10_000)
+            out.writerow([done, f"{time.time() - start:.1f}", r["success_rate"], r["return_mean"]])
+            fh.flush()
+    eval_env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="peg_insert")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["rlpd", "sac", "sb3"])
+    parser.add_argument("--demos", type=int, default=20)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--out", default="bench_runs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    runs: dict[str, list[Path]] = {}
+    for method in args.methods:
+        for seed in args.seeds:
+            run_dir = out / f"{method}-{args.task.replace(':', '-')}-s{seed}"
+            runs.setdefault(method, []).append(run_dir)
+            if (run_dir / "eval.csv").exists():
+                continue  # finished earlier; rerun by deleting it
+            if method == "sb3":
+                sb3_run(args.task, args.steps, seed, run_dir, args.eval_every)
+                continue
+            spec = METHODS[method]
+            demos = ensure_demos(args.task, args.demos, out) if spec["demos"] else ""
+            cfg = TrainConfig(
+                algo=spec["algo"],
+                task=args.task,
+                demos=demos,
+                seed=seed,
+                total_steps=args.steps,
+                eval_every=args.eval_every,
+                out=str(run_dir),
+                progress=False,
+            )
+            trainer = Trainer(cfg)
+            try:
+                trainer.run()
+            finally:
+                trainer.close()
+    metric = "return_mean" if args.task.startswith("gym:") else "success_rate"
+    print(
+        f"| {args.task}: method | seeds | final {metric} | env steps to mean "
+        f"{metric} >= {args.threshold} | wall-clock s |"
+    )
+    print("|---|---|---|---|---|")
+    for method, dirs in runs.items():
+        curves = [read_eval(d) for d in dirs]
+        length = min(len(c["env_step"]) for c in curves)
+        values = np.array([c[metric][:length] for c in curves])
+        mean = values.mean(0)
+        steps = curves[0]["env_step"][:length]
+        hit = np.flatnonzero(mean >= args.threshold)
+        reach = f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}"
+        wall = np.mean([c["wall_time"][length - 1] for c in curves])
+        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall:.0f} |")
+    png = plot_runs(
+        [str(d) for dirs in runs.values() for d in dirs],
+        out / f"curves-{args.task.replace(':', '-')}.png",
+    )
+    print(f"curves: {png}")
+
+
+if __name__ == "__main__":
+    main()
