@@ -1,7 +1,9 @@
 """Sample efficiency: learning curves of RLPD from demos, SAC without demos and SB3 SAC.
 
     .venv/bin/python bench/sample_efficiency.py --task peg_insert --steps 20000 --seeds 0 1 2
-    .venv/bin/python bench/sample_efficiency.py --task gym:Pendulum-v1 --methods sac --steps 10000
+    .venv/bin/python bench/sample_efficiency.py --task gym:Pendulum-v1 --methods sac --steps 10000 \
+        --threshold -200
+    .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
 
 Each run is a normal ``robot-rl train`` run directory under --out; the table gives, per method,
 the mean final success (or return) over seeds and the env steps at which the mean curve first
@@ -16,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_rl.rl.agents import PRESETS
 from robot_rl.rl.plot import plot_runs, read_eval
 from robot_rl.rl.sac import SACConfig
 from robot_rl.rl.trainer import TrainConfig, Trainer
 
 METHODS = {
-    "rlpd": dict(algo=SACConfig(), demos=True),
-    "sac": dict(algo=SACConfig(num_critics=2, critic_subset=2, utd=1), demos=False),
+    "rlpd": dict(algo=SACConfig(), demos=True, num_envs=1),
+    "sac": dict(algo=SACConfig(num_critics=2, critic_subset=2, utd=1), demos=False, num_envs=1),
+    "fasttd3": dict(algo=PRESETS["fasttd3_cpu"], demos=False, num_envs=32),
 }
 
 
@@ -115,6 +119,7 @@ def main() -> None:
                 task=args.task,
                 demos=demos,
                 seed=seed,
+                num_envs=spec["num_envs"],
                 total_steps=args.steps,
                 eval_every=args.eval_every,
                 out=str(run_dir),
@@ -127,20 +132,21 @@ def main() -> None:
                 trainer.close()
     metric = "return_mean" if args.task.startswith("gym:") else "success_rate"
     print(
-        f"| {args.task}: method | seeds | final {metric} | env steps to mean "
-        f"{metric} >= {args.threshold} | wall-clock s |"
+        f"| {args.task}: method | seeds | final {metric} | env steps to mean {metric} >= "
+        f"{args.threshold} | wall-clock s to it | env steps/s |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for method, dirs in runs.items():
         curves = [read_eval(d) for d in dirs]
         length = min(len(c["env_step"]) for c in curves)
-        values = np.array([c[metric][:length] for c in curves])
-        mean = values.mean(0)
+        mean = np.array([c[metric][:length] for c in curves]).mean(0)
+        walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
         steps = curves[0]["env_step"][:length]
         hit = np.flatnonzero(mean >= args.threshold)
         reach = f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}"
-        wall = np.mean([c["wall_time"][length - 1] for c in curves])
-        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall:.0f} |")
+        wall = f"{walls[hit[0]]:.0f}" if len(hit) else "-"
+        rate = steps[-1] / walls[-1]
+        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall} | {rate:.0f} |")
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],
         out / f"curves-{args.task.replace(':', '-')}.png",

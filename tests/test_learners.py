@@ -50,8 +50,7 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     action, log_prob = actor(features)
     assert action.abs().max() < 1
     mean, log_std = actor.net(features).chunk(2, -1)
-    lo, hi = actor.log_std_range
-    std = (lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)).exp()
+    std = log_std.clamp(*actor.log_std_range).exp()
     base = torch.distributions.Normal(mean, std)
     pre = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
     ref = (base.log_prob(pre) - torch.log(1 - action.pow(2) + 1e-6)).sum(-1)

@@ -77,8 +77,7 @@ class TanhGaussianActor(nn.Module):
 
     def forward(self, features: torch.Tensor, deterministic: bool = False):
         mean, log_std = self.net(features).chunk(2, dim=-1)
-        lo, hi = self.log_std_range
-        log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
+        log_std = log_std.clamp(*self.log_std_range)  # starts near 0: std ~1, broad exploration
         if deterministic:
             return torch.tanh(mean), None
         std = log_std.exp()

@@ -143,6 +143,10 @@ class Trainer:
         self.run_dir = Path(
             cfg.resume or cfg.out or f"runs/{algo.name}-{cfg.task.replace(':', '-')}-s{cfg.seed}"
         )
+        if self.demo is not None:  # start the observation statistics from the demonstrations
+            valid = self.demo.written[0]
+            keys = self.agent.encoder.vector_keys
+            self.agent.encoder.update_norm({k: self.demo.obs[k][0][valid] for k in keys})
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
         self.wall_offset = 0.0
