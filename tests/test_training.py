@@ -159,6 +159,10 @@ def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
     rt.close()
     with pytest.raises(ValueError, match="has observations"):
         Trainer(tiny(tmp_path, task="pick_cube", demos=str(tmp_path / "d.zarr")))
+    # Same task, other reward: demo rewards are used as recorded, so this is refused too.
+    with pytest.raises(ValueError, match="reward_type='dense', but training uses"):
+        Trainer(tiny(tmp_path, task="reach", demos=str(tmp_path / "d.zarr"),
+                     env={"reward_type": "sparse"}))
 
 
 @pytest.mark.slow
@@ -206,3 +210,32 @@ def test_cli_train_eval_plot(tmp_path):
     )
     assert out.returncode == 2 and "error" in out.stderr
     assert Path(run_dir / "checkpoint" / "model.safetensors").exists()
+
+
+def test_sac_from_pixels_runs_end_to_end(tmp_path):
+    algo = SACConfig(num_critics=2, hidden=[32], batch_size=8, utd=1, image_feature_dim=16)
+    trainer, _ = run(
+        tiny(
+            tmp_path,
+            algo=algo,
+            task="reach",
+            obs="pixels",
+            total_steps=30,
+            learning_starts=10,
+            eval_every=30,
+            eval_episodes=1,
+            env={"max_episode_steps": 15, "image_size": 48},
+        )
+    )
+    assert set(trainer.shapes) == {"proprio", "front", "wrist"}
+    assert trainer.replay.obs["front"].dtype == torch.uint8  # frames stored as uint8
+
+
+def test_non_finite_loss_is_reported_with_the_step(tmp_path):
+    trainer = Trainer(tiny(tmp_path))
+    try:
+        trainer.step = 123
+        with pytest.raises(FloatingPointError, match="loss/critic became nan at env step 123"):
+            trainer._check_losses({"loss/critic": torch.tensor(float("nan"))})
+    finally:
+        trainer.close()

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     help_wanted = any(a in ("-h", "--help") for a in overrides)
     overrides = [a for a in overrides if a not in ("-h", "--help")]
+    if command == "train":  # env.<setting> adds to a free-form dict: no '+' needed
+        overrides = [f"+{a}" if a.startswith("env.") else a for a in overrides]
     if command == "plot":  # run directories may be given as bare arguments
         runs = [a for a in overrides if "=" not in a]
         overrides = [a for a in overrides if "=" in a]

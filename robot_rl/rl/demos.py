@@ -16,14 +16,23 @@ def load_demos(
     gamma: float,
     n_step: int,
     device: torch.device,
+    expect: dict | None = None,
 ) -> ReplayBuffer:
     """Every episode of every store; refuses stores whose observations or actions differ from
-    the env's, naming the mismatch."""
+    the env's, or whose recorded task settings differ from ``expect`` (e.g. the reward type, since
+    demo rewards are used as recorded), naming the mismatch."""
     stores = [EpisodeStore(p) for p in paths]
     capacity = sum(s.num_steps + s.num_episodes for s in stores) + 1
     buffer = ReplayBuffer(obs_shapes, action_dim, 1, capacity, gamma, n_step, device)
     want = {k: list(shape) for k, (shape, _) in obs_shapes.items()}
     for store in stores:
+        recorded = {"task": store.attrs.get("task"), **store.attrs.get("config", {})}
+        for key, value in (expect or {}).items():
+            if recorded.get(key) != value:
+                raise ValueError(
+                    f"demo store {store.path} was recorded with {key}="
+                    f"{recorded.get(key)!r}, but training uses {key}={value!r}"
+                )
         have = {k: store.final_schema[k]["shape"] for k in store.final_schema}
         if have != want:
             raise ValueError(

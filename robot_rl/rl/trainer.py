@@ -136,7 +136,15 @@ class Trainer:
         )
         paths = [p for p in cfg.demos.split(",") if p]
         self.demo = (
-            load_demos(paths, self.shapes, self.action_dim, algo.gamma, algo.n_step, self.device)
+            load_demos(
+                paths,
+                self.shapes,
+                self.action_dim,
+                algo.gamma,
+                algo.n_step,
+                self.device,
+                self._demo_expectations(),
+            )
             if paths
             else None
         )
@@ -152,6 +160,17 @@ class Trainer:
         self.wall_offset = 0.0
         if cfg.resume:
             self._resume()
+
+    def _demo_expectations(self) -> dict[str, Any]:
+        """Recorded settings a demo store must share with the training env (ours only)."""
+        runtime = getattr(self.env, "runtime", None)
+        if runtime is None:
+            return {}
+        return {
+            "task": runtime.cfg.name,
+            "reward_type": runtime.cfg.reward_type,
+            "terminate_on_success": runtime.cfg.terminate_on_success,
+        }
 
     # -- persistence --------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
