@@ -24,5 +24,5 @@ python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
 # torch first and pinned: 2.13.0 is the CPU build on CPU-only machines here; a bare "torch"
 # requirement would pull a multi-GB CUDA build.
 "$venv/bin/pip" install -q torch==2.13.0
-"$venv/bin/pip" install -q -e ".[dev,ros]" "${extras[@]}"
+"$venv/bin/pip" install -q -e ".[dev,ros,bench]" "${extras[@]}"
 echo "$want" > "$stamp"

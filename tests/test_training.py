@@ -157,12 +157,28 @@ def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
         rt, lambda r, o: EXPERTS["reach"](r), 1, str(tmp_path / "d.zarr"), 0, show_progress=False
     )
     rt.close()
-    with pytest.raises(ValueError, match="has observations"):
+    with pytest.raises(ValueError, match="task='reach', but training uses task='pick_cube'"):
         Trainer(tiny(tmp_path, task="pick_cube", demos=str(tmp_path / "d.zarr")))
+    with pytest.raises(ValueError, match="has observations"):  # state demos, pixel training
+        Trainer(
+            tiny(
+                tmp_path,
+                task="reach",
+                obs="pixels",
+                demos=str(tmp_path / "d.zarr"),
+                env={"image_size": 32},
+            )
+        )
     # Same task, other reward: demo rewards are used as recorded, so this is refused too.
     with pytest.raises(ValueError, match="reward_type='dense', but training uses"):
-        Trainer(tiny(tmp_path, task="reach", demos=str(tmp_path / "d.zarr"),
-                     env={"reward_type": "sparse"}))
+        Trainer(
+            tiny(
+                tmp_path,
+                task="reach",
+                demos=str(tmp_path / "d.zarr"),
+                env={"reward_type": "sparse"},
+            )
+        )
 
 
 @pytest.mark.slow
