@@ -107,6 +107,16 @@ class FastTD3(nn.Module):
             self._critic_step = torch.compile(self._critic_update)
             self._actor_step = torch.compile(self._actor_update)
 
+    def learn(self, sample) -> dict[str, torch.Tensor]:
+        """One batched env step's worth of learning: ``updates_per_step`` critic updates."""
+        metrics = {}
+        for _ in range(self.cfg.updates_per_step):
+            metrics = self.update(sample(self.cfg.batch_size))
+        return metrics
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        self.redraw_noise(done)
+
     @torch.no_grad()
     def redraw_noise(self, done: torch.Tensor) -> None:
         """New exploration std for the envs whose episode ended, (N,) bool."""

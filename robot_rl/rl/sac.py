@@ -70,6 +70,17 @@ class SAC(nn.Module):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
 
+    def learn(self, sample) -> dict[str, torch.Tensor]:
+        """One env step's worth of learning: ``utd`` critic updates, the actor on the last.
+        ``sample(batch_size)`` returns a batch."""
+        metrics = {}
+        for i in range(self.cfg.utd):
+            metrics = self.update(sample(self.cfg.batch_size), update_actor=i == self.cfg.utd - 1)
+        return metrics
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        """Nothing per episode for SAC."""
+
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
         action, _ = self.actor(self.encoder(obs), deterministic)

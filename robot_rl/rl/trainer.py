@@ -21,7 +21,6 @@ from robot_rl.rl.agents import DEFAULT_NUM_ENVS, algo_from_dict, build_agent
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
 from robot_rl.rl.envs import make_env, obs_shapes
-from robot_rl.rl.fasttd3 import FastTD3
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
 
 
@@ -206,29 +205,16 @@ class Trainer:
         n_demo = int(round(batch_size * self.cfg.demo_fraction))
         return mixed_batch(self.replay.sample(batch_size - n_demo), self.demo.sample(n_demo))
 
-    def updates(self) -> dict[str, torch.Tensor]:
-        algo, metrics = self.cfg.algo, {}
-        if isinstance(self.agent, FastTD3):
-            for _ in range(algo.updates_per_step):
-                metrics = self.agent.update(self.sample(algo.batch_size))
-        else:
-            for i in range(algo.utd):
-                metrics = self.agent.update(
-                    self.sample(algo.batch_size), update_actor=i == algo.utd - 1
-                )
-        return metrics
-
     def run(self) -> Path:
+        """Train until ``total_steps``; evaluates, logs and checkpoints on the way."""
         cfg = self.cfg
         self.start = time.time()
-        writer = SummaryWriter(str(self.run_dir / "tb"))
-        eval_file = self.run_dir / "eval.csv"
-        new_file = not eval_file.exists()
+        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        self.recent: list[tuple[float, float]] = []  # (return, success) of recent episodes
         obs, _ = self.env.reset(seed=cfg.seed + self.step)
-        ep_return = torch.zeros(self.num_envs, device=self.device)
-        recent: list[tuple[float, float]] = []
-        n_updates, last_log, last_eval = 0, self.step, self.step
-        t_log, metrics = time.time(), {}
+        self.ep_return = torch.zeros(self.num_envs, device=self.device)
+        self.n_updates, last_log, last_eval, t_log = 0, self.step, self.step, time.time()
+        metrics: dict[str, torch.Tensor] = {}
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -236,79 +222,81 @@ class Trainer:
             TimeRemainingColumn(),
             TextColumn("{task.fields[stats]}"),
         ]
-        with (
-            Progress(*columns, disable=not cfg.progress) as progress,
-            eval_file.open("a", newline="") as fh,
-        ):
-            out = csv.writer(fh)
-            if new_file:
-                out.writerow(["env_step", "wall_time", "success_rate", "return_mean"])
+        with Progress(*columns, disable=not cfg.progress) as progress:
             bar = progress.add_task(
                 f"{cfg.algo.name} {cfg.task}", total=cfg.total_steps, completed=self.step, stats=""
             )
             while self.step < cfg.total_steps:
                 learning = self.step >= cfg.learning_starts or self.demo is not None
-                if learning:
-                    action = self.agent.act(obs)
-                else:
-                    action = torch.rand(self.num_envs, self.action_dim, device=self.device) * 2 - 1
-                next_obs, reward, terminated, truncated, info = self.env.step(action)
-                self._check_finite(next_obs, reward)
-                self.replay.add(obs, action, reward, terminated, truncated, info["final_obs"])
-                self.agent.encoder.update_norm(obs)
-                done = terminated | truncated
-                if isinstance(self.agent, FastTD3):
-                    self.agent.redraw_noise(done)
-                ep_return += reward
-                for i in torch.nonzero(done).flatten().tolist():
-                    success = float(info["success"][i]) if "success" in info else math.nan
-                    recent = (recent + [(float(ep_return[i]), success)])[-20:]
-                    ep_return[i] = 0.0
-                obs = next_obs
-                self.step += self.num_envs
+                obs = self._env_step(obs, learning)
                 if learning and self.replay.valid_starts().any(1).all():
-                    metrics = self.updates()
-                    n_updates += 1
+                    metrics = self.agent.learn(self.sample)
+                    self.n_updates += 1
                     self._check_losses(metrics)
                 if self.step - last_log >= cfg.log_every:
-                    now = time.time()
-                    rate = (self.step - last_log) / (now - t_log)
-                    for k, v in metrics.items():
-                        writer.add_scalar(k, float(v), self.step)
-                    writer.add_scalar("perf/env_steps_per_s", rate, self.step)
-                    writer.add_scalar("perf/updates_per_s", n_updates / (now - t_log), self.step)
-                    if recent:
-                        writer.add_scalar(
-                            "train/return", np.mean([r for r, _ in recent]), self.step
-                        )
-                        writer.add_scalar(
-                            "train/success", np.mean([s for _, s in recent]), self.step
-                        )
-                    stats = f"{rate:.0f} sps"
-                    if recent:
-                        stats += f" | return {np.mean([r for r, _ in recent]):.1f}"
+                    stats = self._log(
+                        metrics, (self.step - last_log) / (time.time() - t_log), time.time() - t_log
+                    )
                     progress.update(bar, stats=stats + self._last_eval_text)
-                    last_log, t_log, n_updates = self.step, now, 0
+                    last_log, t_log, self.n_updates = self.step, time.time(), 0
                 if self.step - last_eval >= cfg.eval_every or self.step >= cfg.total_steps:
-                    result = evaluate(
-                        self.agent, self.eval_env, cfg.eval_episodes, cfg.seed + 10_000
-                    )
-                    wall = self.wall_offset + time.time() - self.start
-                    for k, v in result.items():
-                        writer.add_scalar(f"eval/{k}", v, self.step)
-                    out.writerow(
-                        [self.step, f"{wall:.1f}", result["success_rate"], result["return_mean"]]
-                    )
-                    fh.flush()
-                    self._last_eval_text = (
-                        f" | eval success {result['success_rate']:.0%}"
-                        f" return {result['return_mean']:.1f}"
-                    )
-                    self.checkpoint()
+                    self._evaluate_and_checkpoint()
                     last_eval = self.step
                 progress.update(bar, completed=self.step)
-        writer.close()
+        self.writer.close()
         return self.run_dir
+
+    def _env_step(self, obs: dict[str, torch.Tensor], learning: bool) -> dict[str, torch.Tensor]:
+        """Act in all envs, store the transitions; returns the next observations."""
+        if learning:
+            action = self.agent.act(obs)
+        else:
+            action = torch.rand(self.num_envs, self.action_dim, device=self.device) * 2 - 1
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self._check_finite(next_obs, reward)
+        self.replay.add(obs, action, reward, terminated, truncated, info["final_obs"])
+        self.agent.encoder.update_norm(obs)
+        done = terminated | truncated
+        self.agent.episode_done(done)
+        self.ep_return += reward
+        for i in torch.nonzero(done).flatten().tolist():
+            success = float(info["success"][i]) if "success" in info else math.nan
+            self.recent = (self.recent + [(float(self.ep_return[i]), success)])[-20:]
+            self.ep_return[i] = 0.0
+        self.step += self.num_envs
+        return next_obs
+
+    def _log(self, metrics: dict[str, torch.Tensor], steps_per_s: float, seconds: float) -> str:
+        """Scalars to TensorBoard; returns the progress bar's headline text."""
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, float(v), self.step)
+        self.writer.add_scalar("perf/env_steps_per_s", steps_per_s, self.step)
+        self.writer.add_scalar("perf/updates_per_s", self.n_updates / seconds, self.step)
+        stats = f"{steps_per_s:.0f} sps"
+        if self.recent:
+            returns, successes = np.mean(self.recent, axis=0)
+            self.writer.add_scalar("train/return", returns, self.step)
+            self.writer.add_scalar("train/success", successes, self.step)
+            stats += f" | return {returns:.1f}"
+        return stats
+
+    def _evaluate_and_checkpoint(self) -> None:
+        cfg = self.cfg
+        result = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed + 10_000)
+        wall = self.wall_offset + time.time() - self.start
+        for k, v in result.items():
+            self.writer.add_scalar(f"eval/{k}", v, self.step)
+        eval_file = self.run_dir / "eval.csv"
+        new_file = not eval_file.exists()
+        with eval_file.open("a", newline="") as fh:
+            out = csv.writer(fh)
+            if new_file:
+                out.writerow(["env_step", "wall_time", "success_rate", "return_mean"])
+            out.writerow([self.step, f"{wall:.1f}", result["success_rate"], result["return_mean"]])
+        self._last_eval_text = (
+            f" | eval success {result['success_rate']:.0%} return {result['return_mean']:.1f}"
+        )
+        self.checkpoint()
 
     _last_eval_text = ""
 
