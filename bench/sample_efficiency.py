@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,8 @@ METHODS = {
 }
 
 
-def ensure_demos(task: str, episodes: int, out: Path) -> str:
-    path = out / f"demos-{task}-{episodes}.zarr"
+def ensure_demos(task: str, episodes: int, out: Path, reward: str) -> str:
+    path = out / f"demos-{task}-{episodes}-{reward}.zarr"
     if not path.exists():
         from robot_rl.sim.experts import EXPERTS
         from robot_rl.sim.registry import make_task
@@ -39,7 +40,7 @@ def ensure_demos(task: str, episodes: int, out: Path) -> str:
 
         from robot_rl.data.collect import collect_episodes
 
-        rt = TaskRuntime(make_task(task), 8)
+        rt = TaskRuntime(make_task(task, reward_type=reward), 8)
         collect_episodes(
             rt, lambda r, o: EXPERTS[task](r), episodes, str(path), 0, show_progress=False
         )
@@ -47,7 +48,7 @@ def ensure_demos(task: str, episodes: int, out: Path) -> str:
     return str(path)
 
 
-def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int) -> None:
+def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, reward: str) -> None:
     """SB3 SAC (2 critics, 256x256) with the same evaluation, written as eval.csv."""
     import time
 
@@ -64,11 +65,13 @@ def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int) ->
     else:
         import robot_rl.sim  # noqa: F401
 
-        env = gym.wrappers.FlattenObservation(gym.make(robot_rl.sim.ENV_IDS[task]))
+        env = gym.wrappers.FlattenObservation(
+            gym.make(robot_rl.sim.ENV_IDS[task], reward_type=reward)
+        )
     model = SB3SAC(
         "MlpPolicy", env, seed=seed, verbose=0, device="cpu", policy_kwargs={"net_arch": [256, 256]}
     )
-    eval_env = make_env(task, 8)
+    eval_env = make_env(task, 8, overrides=None if env_id else {"reward_type": reward})
     low, high = env.action_space.low, env.action_space.high
 
     class Policy:
@@ -100,6 +103,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--out", default="bench_runs")
+    parser.add_argument(
+        "--reward", default="sparse", help="reward_type of our tasks (SERL: sparse)"
+    )
+    parser.add_argument("--utd", type=int, default=2, help="RLPD critic updates per env step")
     args = parser.parse_args()
     out = Path(args.out)
     runs: dict[str, list[Path]] = {}
@@ -110,12 +117,17 @@ def main() -> None:
             if (run_dir / "eval.csv").exists():
                 continue  # finished earlier; rerun by deleting it
             if method == "sb3":
-                sb3_run(args.task, args.steps, seed, run_dir, args.eval_every)
+                sb3_run(args.task, args.steps, seed, run_dir, args.eval_every, args.reward)
                 continue
             spec = METHODS[method]
-            demos = ensure_demos(args.task, args.demos, out) if spec["demos"] else ""
+            ours = not args.task.startswith("gym:")
+            demos = ensure_demos(args.task, args.demos, out, args.reward) if spec["demos"] else ""
+            algo = spec["algo"]
+            if method == "rlpd":
+                algo = dataclasses.replace(algo, utd=args.utd)
             cfg = TrainConfig(
-                algo=spec["algo"],
+                algo=algo,
+                env={"reward_type": args.reward} if ours else {},
                 task=args.task,
                 demos=demos,
                 seed=seed,
