@@ -54,9 +54,16 @@ class WorldBlock:
             self._ids[key] = np.asarray(ids)
         return self._ids[key]
 
-    def dof_offsets(self) -> np.ndarray:
-        """(n,) index of each world's first DoF in the block's qvel."""
-        return np.arange(self.n) * self.nv
+    def geoms_of_bodies(self, local: int, prefix: str) -> np.ndarray:
+        """Geom ids of world ``local``'s bodies whose names start with ``prefix`` (cached)."""
+        key = ("geoms_of_bodies", f"{local}/{prefix}")
+        if key not in self._ids:
+            full = world_prefix(local) + prefix
+            bodies = [
+                i for i in range(self.model.nbody) if self.model.body(i).name.startswith(full)
+            ]
+            self._ids[key] = np.flatnonzero(np.isin(self.model.geom_bodyid, bodies))
+        return self._ids[key]
 
 
 class MujocoWorlds:

@@ -121,21 +121,6 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
     return q[..., 1:] * scale
 
 
-def quat_slerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:
-    """Shortest-path spherical interpolation from a (t=0) to b (t=1), shapes (..., 4)."""
-    t = np.asarray(t, dtype=np.float64)
-    dot = np.sum(a * b, axis=-1, keepdims=True)
-    b = np.where(dot < 0, -b, b)
-    dot = np.abs(dot)
-    theta = np.arccos(np.clip(dot, -1.0, 1.0))
-    sin_theta = np.sin(theta)
-    small = sin_theta < 1e-6
-    safe = np.where(small, 1.0, sin_theta)
-    wa = np.where(small, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
-    wb = np.where(small, t, np.sin(t * theta) / safe)
-    return quat_normalize(wa * a + wb * b)
-
-
 def orientation_error(
     quat: np.ndarray, quat_desired: np.ndarray, rot: np.ndarray | None = None
 ) -> np.ndarray:
@@ -155,11 +140,3 @@ def orientation_error(
     if rot is None:
         rot = quat_to_mat(quat)
     return -(rot @ err[..., None])[..., 0]
-
-
-def quat_nlerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Normalised shortest-path linear interpolation; equals slerp to first order in ``t``, which
-    is what a per-tick low-pass filter with a small coefficient needs, at a fraction of the cost."""
-    sign = np.where(np.sum(a * b, axis=-1, keepdims=True) < 0, -1.0, 1.0)
-    out = a + t * (sign * b - a)
-    return out / np.linalg.norm(out, axis=-1, keepdims=True)

@@ -202,14 +202,7 @@ class TaskRuntime:
 
     def object_geoms(self, block: WorldBlock, local: int) -> np.ndarray:
         """Geom ids of world ``local``'s task objects (bodies named ``w<k>/obj_*``)."""
-        key = ("object_geoms", local)
-        if key not in block._ids:
-            prefix = f"w{local}/obj_"
-            bodies = [
-                i for i in range(block.model.nbody) if block.model.body(i).name.startswith(prefix)
-            ]
-            block._ids[key] = np.flatnonzero(np.isin(block.model.geom_bodyid, bodies))
-        return block._ids[key]
+        return block.geoms_of_bodies(local, "obj_")
 
     # -- step ---------------------------------------------------------------------------------
     def apply_action(self, action: np.ndarray) -> ImpedanceCommand:
