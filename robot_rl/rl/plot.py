@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+METRICS = {"success_rate": "eval success rate", "return_mean": "eval return"}
+AXES = {"env_step": "env steps", "wall_time": "wall-clock (s)"}
 
 
 def read_eval(run_dir: str | Path) -> dict[str, list[float]]:
@@ -24,20 +28,24 @@ def read_eval(run_dir: str | Path) -> dict[str, list[float]]:
 
 
 def plot_runs(run_dirs: list[str], out: str | Path) -> Path:
-    """One PNG with 2x2 panels: success/return vs env steps/wall-clock, one line per run."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
-    for run in run_dirs:
-        data = read_eval(run)
-        label = Path(run).name
-        for row, metric in enumerate(("success_rate", "return_mean")):
-            for col, x in enumerate(("env_step", "wall_time")):
-                axes[row, col].plot(data[x], data[metric], marker="o", ms=3, label=label)
-    for row, name in enumerate(("eval success rate", "eval return")):
-        for col, x in enumerate(("env steps", "wall-clock (s)")):
-            ax = axes[row, col]
-            ax.set_xlabel(x)
-            ax.set_ylabel(name)
-            ax.grid(alpha=0.3)
+    """One PNG: a row per metric (success only where the env reports it), against env steps and
+    wall-clock, one line per run."""
+    data = {Path(run).name: read_eval(run) for run in run_dirs}
+    metrics = [
+        m for m in METRICS if any(not all(math.isnan(v) for v in d[m]) for d in data.values())
+    ]
+    fig, axes = plt.subplots(
+        len(metrics), 2, figsize=(11, 3.5 * len(metrics)), constrained_layout=True, squeeze=False
+    )
+    for label, d in data.items():
+        for row, metric in enumerate(metrics):
+            for col, x in enumerate(AXES):
+                axes[row, col].plot(d[x], d[metric], marker="o", ms=3, label=label)
+    for row, metric in enumerate(metrics):
+        for col, x in enumerate(AXES.values()):
+            axes[row, col].set_xlabel(x)
+            axes[row, col].set_ylabel(METRICS[metric])
+            axes[row, col].grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
