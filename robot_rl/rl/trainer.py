@@ -215,6 +215,7 @@ class Trainer:
         self.ep_return = torch.zeros(self.num_envs, device=self.device)
         self.n_updates, last_log, last_eval, t_log = 0, self.step, self.step, time.time()
         metrics: dict[str, torch.Tensor] = {}
+        ready = False
         columns = [
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -229,7 +230,9 @@ class Trainer:
             while self.step < cfg.total_steps:
                 learning = self.step >= cfg.learning_starts or self.demo is not None
                 obs = self._env_step(obs, learning)
-                if learning and self.replay.valid_starts().any(1).all():
+                # once every env stream holds a transition it keeps one: check until then only
+                ready = ready or bool(self.replay.valid_starts().any(1).all())
+                if learning and ready:
                     metrics = self.agent.learn(self.sample)
                     self.n_updates += 1
                     self._check_losses(metrics)
