@@ -63,11 +63,8 @@ class ImpedanceConfig:
     def arrays(self) -> ImpedanceArrays:
         """The list-valued settings as arrays, built once (the law runs every tick)."""
         return ImpedanceArrays(
-            clip=np.array([self.translational_clip] * 3 + [self.rotational_clip] * 3),
-            torque_limits=np.asarray(self.torque_limits, dtype=np.float64),
             stiffness_min=np.asarray(self.stiffness_min, dtype=np.float64),
             stiffness_max=np.asarray(self.stiffness_max, dtype=np.float64),
-            nullspace_posture=np.asarray(self.nullspace_posture, dtype=np.float64),
             packed=np.concatenate(
                 [
                     [self.translational_clip] * 3,
@@ -87,11 +84,8 @@ class ImpedanceConfig:
 
 @dataclass(frozen=True)
 class ImpedanceArrays:
-    clip: np.ndarray  # (6,)
-    torque_limits: np.ndarray  # (7,)
     stiffness_min: np.ndarray  # (6,)
     stiffness_max: np.ndarray  # (6,)
-    nullspace_posture: np.ndarray  # (7,)
     packed: np.ndarray  # (24,) every scalar and vector setting, for the compiled kernels
 
 
