@@ -34,11 +34,10 @@ METHODS = {
 def ensure_demos(task: str, episodes: int, out: Path, reward: str) -> str:
     path = out / f"demos-{task}-{episodes}-{reward}.zarr"
     if not path.exists():
+        from robot_rl.data.collect import collect_episodes
         from robot_rl.sim.experts import EXPERTS
         from robot_rl.sim.registry import make_task
         from robot_rl.sim.tasks.base import TaskRuntime
-
-        from robot_rl.data.collect import collect_episodes
 
         rt = TaskRuntime(make_task(task, reward_type=reward), 8)
         collect_episodes(

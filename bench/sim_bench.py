@@ -18,17 +18,17 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-import robot_rl.sim  # noqa: E402,F401
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+import robot_rl.sim  # noqa: E402,F401
+from robot_rl.control.impedance import ImpedanceConfig, impedance_torque  # noqa: E402
 from robot_rl.sim import ENV_IDS  # noqa: E402
 from robot_rl.sim.batched import MujocoBatchedEnv  # noqa: E402
 from robot_rl.sim.experts import EXPERTS  # noqa: E402
 from robot_rl.sim.registry import make_task  # noqa: E402
 from robot_rl.sim.tasks.base import TaskRuntime  # noqa: E402
-
-from robot_rl.control.impedance import ImpedanceConfig, impedance_torque  # noqa: E402
 
 TASK = "pick_cube"
 

@@ -12,16 +12,6 @@ from dataclasses import dataclass, field
 import mujoco
 import numba
 import numpy as np
-from robot_rl.drivers.arm import Arm, ArmFault, ArmState, ImpedanceCommand
-from robot_rl.sim.scene import (
-    GRIPPER_MAX_WIDTH,
-    HOME_QPOS,
-    JOINT_LOWER,
-    JOINT_UPPER,
-    TCP_SITE,
-    VELOCITY_LIMITS,
-)
-from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 from robot_rl.control.impedance import (
     P_ALPHA,
@@ -32,6 +22,16 @@ from robot_rl.control.impedance import (
     torque_row,
 )
 from robot_rl.control.rotations import mat_to_quat
+from robot_rl.drivers.arm import Arm, ArmFault, ArmState, ImpedanceCommand
+from robot_rl.sim.scene import (
+    GRIPPER_MAX_WIDTH,
+    HOME_QPOS,
+    JOINT_LOWER,
+    JOINT_UPPER,
+    TCP_SITE,
+    VELOCITY_LIMITS,
+)
+from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 ARM_DOF = 7
 FINGERS = slice(7, 9)

@@ -11,6 +11,9 @@ Semantics:
   of the next episode and ``info["final_obs"]`` holds the last observation of the one that ended
   (for the other rows it equals ``obs``). Truncated transitions must bootstrap from
   ``final_obs``; terminated ones must not bootstrap.
+- ``step(action, autoreset=False)`` leaves ended envs as they are (their later steps are not part
+  of any episode and their outputs must be ignored) until ``reset_envs(mask)`` resets them; this
+  lets a wrapper execute an action chunk in lockstep and start new episodes on chunk boundaries.
 - Observations are dicts of tensors with a leading N axis: float32 vectors and uint8 HWC images.
 """
 
@@ -33,8 +36,12 @@ class BatchedEnv(abc.ABC):
 
     @abc.abstractmethod
     def step(
-        self, action: torch.Tensor
+        self, action: torch.Tensor, autoreset: bool = True
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]: ...
+
+    @abc.abstractmethod
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reset the envs where ``mask`` (N,) is true; returns every env's observation."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -7,11 +7,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
+from robot_rl.batched_env import BatchedEnv
 from robot_rl.sim.env import observation_space
 from robot_rl.sim.registry import make_task, task_config
 from robot_rl.sim.tasks.base import TaskConfig, TaskRuntime
-
-from robot_rl.batched_env import BatchedEnv
 
 
 class MujocoBatchedEnv(BatchedEnv):
@@ -42,12 +42,16 @@ class MujocoBatchedEnv(BatchedEnv):
         self.runtime.reset_worlds(np.arange(self.num_envs))
         return self._tensors(self.runtime.observe()), {}
 
-    def step(self, action: torch.Tensor):
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.runtime.reset_worlds(np.flatnonzero(mask.cpu().numpy()))
+        return self._tensors(self.runtime.observe())
+
+    def step(self, action: torch.Tensor, autoreset: bool = True):
         act = action.detach().to("cpu", torch.float64).numpy()
         reward, terminated, truncated, info = self.runtime.step(act)
         final = self.runtime.observe()
         done = terminated | truncated
-        if done.any():
+        if autoreset and done.any():
             self.runtime.reset_worlds(np.flatnonzero(done))
             obs = self.runtime.observe()
         else:

@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from robot_rl.sim.registry import make_task, task_config
 from robot_rl.sim.tasks.base import PROPRIO_DIM, TaskConfig, TaskRuntime
 

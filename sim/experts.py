@@ -7,12 +7,12 @@ their demonstrations are valid training data. Rotation actions hold the tool top
 from __future__ import annotations
 
 import numpy as np
+
+from robot_rl.control.rotations import orientation_error, quat_to_mat
 from robot_rl.sim.tasks.base import TOP_DOWN_QUAT, TaskRuntime
 from robot_rl.sim.tasks.peg_insert import PEG_HALF, PegInsert
 from robot_rl.sim.tasks.pick_cube import PickCube
 from robot_rl.sim.tasks.reach import Reach
-
-from robot_rl.control.rotations import orientation_error, quat_to_mat
 
 OPEN, CLOSE = 1.0, -1.0
 

@@ -11,6 +11,7 @@ import os
 
 import mujoco
 import numpy as np
+
 from robot_rl.drivers.worker_pool import BlockWorkers, split_rows
 from robot_rl.sim.scene import TaskBodies, scene_xml, world_prefix
 

@@ -3,9 +3,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import robot_rl.sim  # noqa: F401  (registers the envs)
 import torch
 from gymnasium.utils.env_checker import check_env
+
+import robot_rl.sim  # noqa: F401  (registers the envs)
 from robot_rl.sim.batched import MujocoBatchedEnv
 from robot_rl.sim.registry import ENV_IDS
 

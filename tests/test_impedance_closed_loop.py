@@ -3,6 +3,7 @@
 import mujoco
 import numpy as np
 import pytest
+
 from robot_rl.drivers.arm import ImpedanceCommand
 from robot_rl.drivers.mujoco_arm import MujocoArm, _arm_jacobians
 from robot_rl.sim.scene import TCP_SITE, TaskBodies

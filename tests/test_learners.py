@@ -41,6 +41,15 @@ def test_critic_ensemble_is_one_batched_module_of_independent_members():
     assert not any(
         isinstance(m, torch.nn.ModuleList) and len(m) == 10 for m in critic.modules()
     )  # no per-critic Python loop
+    features, action = torch.randn(16, 5), torch.randn(16, 2)
+    before = critic(features, action)
+    with torch.no_grad():  # each member has its own LayerNorm gain: changing one moves only it
+        critic.norms[0].weight[3].mul_(2.0)
+    after = critic(features, action)
+    changed = (after - before).abs().amax((1, 2)) > 0
+    assert changed.tolist() == [i == 3 for i in range(10)]
+    subset = torch.tensor([3, 7])
+    torch.testing.assert_close(critic(features, action, subset), after[subset])
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():

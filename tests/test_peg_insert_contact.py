@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from robot_rl.sim.experts import _move, _with_gripper
 from robot_rl.sim.registry import make_task
 from robot_rl.sim.tasks.base import TaskRuntime

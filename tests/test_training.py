@@ -55,11 +55,11 @@ def test_train_writes_checkpoint_curves_and_tensorboard(tmp_path):
 def test_checkpoint_reproduces_actions_in_a_fresh_process(tmp_path):
     _, run_dir = run(tiny(tmp_path))
     obs = torch.linspace(-1, 1, 12).reshape(4, 3)
-    agent, _ = load_agent(run_dir / "checkpoint")
+    agent, _, _ = load_agent(run_dir / "checkpoint")
     here = agent.act({"state": obs}, deterministic=True)
     code = (
         "import sys, torch; from robot_rl.rl.trainer import load_agent;"
-        "a, _ = load_agent(sys.argv[1]);"
+        "a, _, _ = load_agent(sys.argv[1]);"
         "o = torch.linspace(-1, 1, 12).reshape(4, 3);"
         "print(a.act({'state': o}, deterministic=True).flatten().tolist())"
     )
@@ -98,11 +98,10 @@ def test_fasttd3_trains_with_parallel_envs(tmp_path):
 
 
 def test_rlpd_from_demos_on_our_task(tmp_path):
+    from robot_rl.data.collect import collect_episodes
     from robot_rl.sim.experts import EXPERTS
     from robot_rl.sim.registry import make_task
     from robot_rl.sim.tasks.base import TaskRuntime
-
-    from robot_rl.data.collect import collect_episodes
 
     rt = TaskRuntime(make_task("reach"), 2)
     collect_episodes(
@@ -146,11 +145,10 @@ def test_discrete_action_space_is_refused(tmp_path):
 
 
 def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
+    from robot_rl.data.collect import collect_episodes
     from robot_rl.sim.experts import EXPERTS
     from robot_rl.sim.registry import make_task
     from robot_rl.sim.tasks.base import TaskRuntime
-
-    from robot_rl.data.collect import collect_episodes
 
     rt = TaskRuntime(make_task("reach"), 1)
     collect_episodes(

@@ -95,42 +95,47 @@ def train(cfg: TrainConfig) -> int:
 def evaluate(cfg: EvalConfig) -> int:
     from pathlib import Path
 
-    import torch
-
+    from robot_rl.rl.agents import algo_from_dict, wrap_env
     from robot_rl.rl.envs import make_env
     from robot_rl.rl.trainer import evaluate as run_eval
     from robot_rl.rl.trainer import load_agent
-    from robot_rl.sim.registry import task_config
 
     ckpt = Path(cfg.ckpt)
     if (ckpt / "checkpoint").is_dir():
         ckpt = ckpt / "checkpoint"
-    agent, config = load_agent(ckpt, cfg.device)
+    agent, config, base = load_agent(ckpt, cfg.device)
     train_cfg = config["train"]
-    env = make_env(train_cfg["task"], cfg.num_envs, train_cfg["obs"], cfg.device, train_cfg["env"])
+    algo = algo_from_dict(train_cfg["algo"])
+
+    def run_env(num_envs: int):
+        return make_env(train_cfg["task"], num_envs, train_cfg["obs"], cfg.device, train_cfg["env"])
+
+    env = wrap_env(algo, run_env(cfg.num_envs), base, cfg.seed)
     try:
         result = run_eval(agent, env, cfg.episodes, cfg.seed)
     finally:
         env.close()
     console.print(f"{train_cfg['task']} after {config['step']} env steps, {cfg.episodes} episodes:")
-    if result["success_rate"] == result["success_rate"]:
-        console.print(
-            f"  success {result['success_rate']:.1%} "
-            f"(95% CI {result['success_lo']:.1%}-{result['success_hi']:.1%})"
-        )
-    console.print(f"  return {result['return_mean']:.2f} ± {result['return_ci95']:.2f} (95% CI)")
+    console.print(f"  {eval_line(result)}")
     if cfg.video:
-        if train_cfg["task"].startswith("gym:"):
-            raise ValueError("video= is available for our MuJoCo tasks only")
-        task_cfg = task_config(train_cfg["task"], obs_mode=train_cfg["obs"], **train_cfg["env"])
-
-        def policy(rt, obs):
-            tensors = {k: torch.from_numpy(v) for k, v in obs.items()}
-            return agent.act(tensors, deterministic=True).numpy()
-
-        record_video(task_cfg, policy, min(cfg.episodes, 3), cfg.video, 256, cfg.seed)
-        console.print(f"  video: {cfg.video}")
+        wrap = lambda e: wrap_env(algo, e, base, cfg.seed)  # noqa: E731
+        path = video_of(agent, wrap, run_env(1), cfg.video, cfg.seed)
+        console.print(f"  video: {path}")
     return 0
+
+
+def video_of(agent, wrap, env, path: str, seed: int, episodes: int = 3, episode_done=None):
+    """Film ``agent`` for a few episodes in a one-world ``env`` seen through ``wrap``."""
+    from robot_rl.rl.trainer import evaluate as run_eval
+    from robot_rl.video import FrameRecorder
+
+    recorder = FrameRecorder(env)
+    wrapped = wrap(recorder)
+    try:
+        run_eval(agent, wrapped, episodes, seed, episode_done)
+    finally:
+        wrapped.close()
+    return recorder.write(path)
 
 
 def plot(cfg: PlotConfig) -> int:
@@ -139,4 +144,39 @@ def plot(cfg: PlotConfig) -> int:
     if not cfg.runs:
         raise ValueError("give one or more run directories")
     console.print(f"wrote {plot_runs(cfg.runs, cfg.out)}")
+    return 0
+
+
+def bc(cfg) -> int:
+    from robot_rl.policies.train import train_bc
+
+    path, result = train_bc(cfg)
+    console.print(f"policy saved in {path}")
+    if result:
+        console.print(f"  {eval_line(result)}")
+    return 0
+
+
+def success_text(result: dict[str, float]) -> str:
+    """Success with its 95% interval, or n/a where the task reports no success."""
+    if result["success_rate"] != result["success_rate"]:
+        return "n/a"
+    return (
+        f"{result['success_rate']:.1%} (95% CI {result['success_lo']:.1%}-"
+        f"{result['success_hi']:.1%})"
+    )
+
+
+def eval_line(result: dict[str, float]) -> str:
+    """One line: success (if the task reports it) and return, with 95% intervals."""
+    return (
+        f"success {success_text(result)}, "
+        f"return {result['return_mean']:.2f} ± {result['return_ci95']:.2f}"
+    )
+
+
+def pipeline(cfg) -> int:
+    from robot_rl.pipeline import run_pipeline
+
+    run_pipeline(cfg)
     return 0

@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
     "train": ("train SAC/RLPD or FastTD3 on a task", commands.train),
     "eval": ("evaluate a checkpoint (success rate, return, video)", commands.evaluate),
     "plot": ("plot learning curves of run directories to a PNG", commands.plot),
+    "bc": ("train a BC base policy (mlp or diffusion) from demos and evaluate it", commands.bc),
+    "pipeline": ("demos -> BC base policy -> online fine-tuning, before/after", commands.pipeline),
 }
 
 
@@ -35,8 +37,9 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def compose(command: str, overrides: list[str]):
-    """The command's config with overrides applied; raises ValueError on a bad override."""
+def compose(command: str, overrides: list[str], typed: bool = True):
+    """The command's config with overrides applied (a typed object, or the DictConfig with
+    required values still missing if not ``typed``); raises ValueError on a bad override."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -50,7 +53,7 @@ def compose(command: str, overrides: list[str]):
     try:
         with initialize_config_module(config_module="robot_rl.configs", version_base="1.3"):
             cfg = hydra_compose(config_name=command, overrides=overrides)
-        return OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg) if typed else cfg
     except (HydraException, OmegaConfBaseException) as exc:
         raise ValueError(" ".join(str(exc).split())) from exc
 
@@ -74,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         if runs:
             overrides.append(f"runs=[{','.join(runs)}]")
     try:
-        cfg = compose(command, overrides)
+        cfg = compose(command, overrides, typed=not help_wanted)
     except ValueError as exc:
         print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
         return 2
     if help_wanted:
         print(f"robot-rl {command}: {SUBCOMMANDS[command][0]}\n")
-        shown = OmegaConf.to_container(OmegaConf.structured(cfg))
+        shown = OmegaConf.to_container(cfg)
         shown.pop("defaults", None)
         print(OmegaConf.to_yaml(shown))
         return 0

@@ -8,6 +8,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robot_rl.pipeline import PipelineConfig
+from robot_rl.policies import POLICIES
+from robot_rl.policies.train import BCConfig
 from robot_rl.rl.agents import PRESETS
 from robot_rl.rl.trainer import TrainConfig
 from robot_rl.sim.registry import TASKS
@@ -93,6 +96,8 @@ COMMANDS: dict[str, type] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "plot": PlotConfig,
+    "bc": BCConfig,
+    "pipeline": PipelineConfig,
 }
 
 
@@ -100,7 +105,7 @@ def register_configs(command: str) -> None:
     """Put ``command``'s config and the groups it composes into Hydra's store (only those: a
     group named like a plain field, e.g. train's ``task`` string, would capture its override)."""
     cs = ConfigStore.instance()
-    for key in ("task", "algo", *(f"{name}.yaml" for name in COMMANDS)):
+    for key in ("task", "algo", "policy", *(f"{name}.yaml" for name in COMMANDS)):
         cs.repo.pop(key, None)
     cs.store(name=command, node=COMMANDS[command])
     if command in ("collect", "rollout"):
@@ -109,3 +114,6 @@ def register_configs(command: str) -> None:
     if command == "train":
         for name, algo in PRESETS.items():
             cs.store(group="algo", name=name, node=algo)
+    if command == "bc":
+        for name, (_, cfg_cls) in POLICIES.items():
+            cs.store(group="policy", name=name, node=cfg_cls)

@@ -1,13 +1,17 @@
-"""Build a learner from its config; the one place that knows every algorithm."""
+"""Build a learner (and the env view it needs) from its config; the one place that knows every
+algorithm."""
 
 from __future__ import annotations
 
 import torch
 
+from robot_rl.batched_env import BatchedEnv
+from robot_rl.rl.dsrl import DSRLNA, DSRLConfig
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
+from robot_rl.rl.residual import ResidualConfig, ResidualTD3
 from robot_rl.rl.sac import SAC, SACConfig
 
-ALGOS = {"sac": SACConfig, "fasttd3": FastTD3Config}
+ALGOS = {"sac": SACConfig, "fasttd3": FastTD3Config, "residual": ResidualConfig, "dsrl": DSRLConfig}
 # Named presets for the Hydra ``algo`` group: the paper's FastTD3 sizes suit a GPU; on a CPU a
 # 4096 batch through a 1024-512-256 C51 critic costs seconds per update.
 PRESETS = {
@@ -16,19 +20,44 @@ PRESETS = {
     "fasttd3_cpu": FastTD3Config(
         actor_hidden=[256, 256, 128], critic_hidden=[512, 256, 128], batch_size=1024
     ),
+    "residual": ResidualConfig(),
+    "dsrl": DSRLConfig(),
 }
-DEFAULT_NUM_ENVS = {"sac": 1, "fasttd3": 16}
+DEFAULT_NUM_ENVS = {"sac": 1, "fasttd3": 16, "residual": 1, "dsrl": 1}
+NEEDS_BASE = ("residual", "dsrl")  # fine-tune a frozen base policy (base=PATH)
 
 
 def build_agent(
-    algo, obs_shapes: dict, action_dim: int, num_envs: int, device: torch.device
+    algo,
+    obs_shapes: dict,
+    action_dim: int,
+    num_envs: int,
+    device: torch.device,
+    base=None,
 ) -> torch.nn.Module:
     shapes = {k: shape for k, (shape, _) in obs_shapes.items()}
     if isinstance(algo, SACConfig):
         return SAC(algo, shapes, action_dim).to(device)
     if isinstance(algo, FastTD3Config):
         return FastTD3(algo, shapes, action_dim, num_envs, device)
+    if isinstance(algo, ResidualConfig):
+        return ResidualTD3(algo, shapes, action_dim).to(device)
+    if isinstance(algo, DSRLConfig):
+        if algo.variant == "sac":
+            return SAC(algo.as_sac(), shapes, action_dim).to(device)
+        return DSRLNA(algo, shapes, action_dim, base).to(device)
     raise ValueError(f"unknown algo config {type(algo).__name__}")
+
+
+def wrap_env(algo, env: BatchedEnv, base, seed: int = 0) -> BatchedEnv:
+    """The env as the learner sees it: through the frozen base policy for residual and DSRL."""
+    from robot_rl.rl.base_policy_envs import LatentSteeringEnv, ResidualEnv
+
+    if isinstance(algo, ResidualConfig):
+        return ResidualEnv(env, base, algo.action_scale, seed)
+    if isinstance(algo, DSRLConfig):
+        return LatentSteeringEnv(env, base, algo.action_magnitude)
+    return env
 
 
 def algo_from_dict(values: dict):

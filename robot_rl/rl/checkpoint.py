@@ -37,7 +37,13 @@ def load_flat_state(
     optimizers: bool = True,
 ) -> None:
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    module.load_state_dict(model)
+    try:
+        module.load_state_dict(model)
+    except RuntimeError as exc:  # e.g. a checkpoint written by an older layout of the networks
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise ValueError(
+            f"checkpoint does not fit {type(module).__name__}: {first[0].strip()}"
+        ) from exc
     if not optimizers:
         return
     for name, info in meta.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -17,14 +19,17 @@ def load_demos(
     n_step: int,
     device: torch.device,
     expect: dict | None = None,
+    relabel: Callable[[dict, dict], tuple[dict, dict]] | None = None,
+    relabel_keys: tuple[str, ...] = (),
 ) -> ReplayBuffer:
     """Every episode of every store; refuses stores whose observations or actions differ from
     the env's, or whose recorded task settings differ from ``expect`` (e.g. the reward type, since
-    demo rewards are used as recorded), naming the mismatch."""
+    demo rewards are used as recorded), naming the mismatch. ``relabel(steps, final)`` rewrites
+    each episode (as tensors) before it is stored, adding the observation keys ``relabel_keys``."""
     stores = [EpisodeStore(p) for p in paths]
     capacity = sum(s.num_steps + s.num_episodes for s in stores) + 1
     buffer = ReplayBuffer(obs_shapes, action_dim, 1, capacity, gamma, n_step, device)
-    want = {k: list(shape) for k, (shape, _) in obs_shapes.items()}
+    want = {k: list(shape) for k, (shape, _) in obs_shapes.items() if k not in relabel_keys}
     for store in stores:
         recorded = {"task": store.attrs.get("task"), **store.attrs.get("config", {})}
         for key, value in (expect or {}).items():
@@ -48,11 +53,10 @@ def load_demos(
         for i in range(store.num_episodes):
             steps, final = store.episode(i)
             tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in steps.items()}
-            buffer.add_episode(
-                tensors,
-                {k: torch.from_numpy(np.asarray(v)) for k, v in final.items()},
-                list(obs_shapes),
-            )
+            final = {k: torch.from_numpy(np.asarray(v)) for k, v in final.items()}
+            if relabel is not None:
+                tensors, final = relabel(tensors, final)
+            buffer.add_episode(tensors, final, list(obs_shapes))
     if buffer.size == 0:
         raise ValueError(f"no episodes in {paths}")
     return buffer

@@ -55,6 +55,7 @@ class GymBatchedEnv(BatchedEnv):
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
         self.num_envs, self.device = num_envs, torch.device(device)
         self._obs: list[Any] = [None] * num_envs
+        self._ended = [False] * num_envs  # ended and waiting for reset_envs (autoreset=False)
 
     def _as_dict(self, obs) -> dict[str, np.ndarray]:
         return {self._keys: obs} if self._keys else dict(obs)
@@ -70,22 +71,34 @@ class GymBatchedEnv(BatchedEnv):
         for i, env in enumerate(self.envs):
             obs, _ = env.reset(seed=None if seed is None else seed + i)
             self._obs[i] = self._as_dict(obs)
+        self._ended = [False] * self.num_envs
         return self._stack(self._obs), {}
 
-    def step(self, action: torch.Tensor):
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        for i in torch.nonzero(mask.cpu()).flatten().tolist():
+            self._obs[i] = self._as_dict(self.envs[i].reset()[0])
+            self._ended[i] = False
+        return self._stack(self._obs)
+
+    def step(self, action: torch.Tensor, autoreset: bool = True):
         act = action.detach().cpu().double().numpy().clip(-1.0, 1.0)
         act = self._low + (act + 1.0) * 0.5 * (self._high - self._low)
         finals, rewards, terms, truncs, successes = [], [], [], [], []
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, info = env.step(act[i])
-            obs = self._as_dict(obs)
+            if self._ended[i]:  # not stepped past its end; the outputs are to be ignored
+                obs, reward, terminated, truncated, info = self._obs[i], 0.0, False, False, {}
+            else:
+                obs, reward, terminated, truncated, info = env.step(act[i])
+                obs = self._as_dict(obs)
             finals.append(obs)
             rewards.append(reward)
             terms.append(terminated)
             truncs.append(truncated and not terminated)
             successes.append(float(info.get("success", info.get("is_success", np.nan))))
-            if terminated or truncated:
+            if (terminated or truncated) and autoreset:
                 obs = self._as_dict(env.reset()[0])
+            elif terminated or truncated:
+                self._ended[i] = True
             self._obs[i] = obs
         t = lambda x, dt: torch.as_tensor(np.asarray(x), dtype=dt, device=self.device)  # noqa: E731
         info = {"final_obs": self._stack(finals), "success": t(successes, torch.float32)}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from robot_rl.rl.losses import deterministic_actor_loss, distributional_cdq_loss
-from robot_rl.rl.networks import CriticEnsemble, DeterministicActor, ObsEncoder
+from robot_rl.rl.networks import CriticEnsemble, DeterministicActor, ObsEncoder, soft_update
 
 
 @dataclass
@@ -175,8 +175,5 @@ class FastTD3(nn.Module):
         self.updates += 1
         if update_actor if update_actor is not None else self.updates % self.cfg.policy_delay == 0:
             metrics = {**metrics, **self._actor_step(batch["obs"])}
-        with torch.no_grad():
-            torch._foreach_lerp_(
-                list(self.target_critic.parameters()), list(self.critic.parameters()), self.cfg.tau
-            )
+        soft_update([(self.target_critic, self.critic)], self.cfg.tau)
         return metrics

@@ -131,3 +131,9 @@ def deterministic_actor_loss(
     q = expected_value(q_pi_logits, v_min, v_max).min(0).values
     loss = -q.mean()
     return loss, {"loss/actor": loss.detach()}
+
+
+def ensemble_actor_loss(q_pi: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """-mean over critics and batch of Q(s, pi(s)); q_pi (E, B) (the ResFiT/TD3 actor)."""
+    loss = -q_pi.mean()
+    return loss, {"loss/actor": loss.detach()}

@@ -36,6 +36,23 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with each member's own gain and bias: (E, B, D) -> (E, B, D)."""
+
+    def __init__(self, members: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = (
+            (self.weight, self.bias)
+            if members is None
+            else (self.weight[members], self.bias[members])
+        )
+        return torch.addcmul(b, F.layer_norm(x, x.shape[-1:]), w)
+
+
 class CriticEnsemble(nn.Module):
     """E critics Q(s, a) with LayerNorm as one module. Output (E, B, atoms); atoms = 1 for a
     scalar critic, or the C51 logits."""
@@ -46,7 +63,7 @@ class CriticEnsemble(nn.Module):
         dims = [in_dim, *hidden]
         pairs = zip(dims[:-1], dims[1:], strict=True)
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in pairs)
-        self.norms = nn.ModuleList(nn.LayerNorm(h) for h in hidden)
+        self.norms = nn.ModuleList(EnsembleLayerNorm(members, h) for h in hidden)
         self.head = EnsembleLinear(members, dims[-1], atoms)
 
     def forward(
@@ -57,7 +74,7 @@ class CriticEnsemble(nn.Module):
         count = self.members if members is None else len(members)
         x = x.unsqueeze(0).expand(count, *x.shape)
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            x = F.relu(norm(layer(x, members)))
+            x = F.relu(norm(layer(x, members), members))
         return self.head(x, members)
 
 
@@ -217,3 +234,20 @@ class ObsEncoder(nn.Module):
             f = self.encoders[k](obs[k])
             parts.append(f.detach() if detach_images else f)
         return torch.cat(parts, dim=-1)
+
+
+@torch.no_grad()
+def soft_update(pairs: list[tuple[nn.Module, nn.Module]], tau: float) -> None:
+    """target <- (1 - tau) target + tau source for each (target, source) pair of modules."""
+    for target, source in pairs:
+        t, s = list(target.parameters()), list(source.parameters())
+        if t:
+            torch._foreach_lerp_(t, s, tau)
+
+
+@torch.no_grad()
+def update_target_encoder(target: ObsEncoder, source: ObsEncoder, tau: float) -> None:
+    """Soft-update the image encoders; copy the observation statistics outright."""
+    soft_update([(target.encoders, source.encoders)], tau)
+    if source.norm is not None:
+        target.norm.load_state_dict(source.norm.state_dict())

@@ -27,9 +27,12 @@ def read_eval(run_dir: str | Path) -> dict[str, list[float]]:
     return cols
 
 
-def plot_runs(run_dirs: list[str], out: str | Path) -> Path:
+def plot_runs(
+    run_dirs: list[str], out: str | Path, references: dict[str, dict[str, float]] | None = None
+) -> Path:
     """One PNG: a row per metric (success only where the env reports it), against env steps and
-    wall-clock, one line per run."""
+    wall-clock, one line per run; ``references`` ({label: {metric: value}}) draws dashed levels,
+    e.g. the base policy before fine-tuning."""
     data = {Path(run).name: read_eval(run) for run in run_dirs}
     metrics = [
         m for m in METRICS if any(not all(math.isnan(v) for v in d[m]) for d in data.values())
@@ -42,6 +45,9 @@ def plot_runs(run_dirs: list[str], out: str | Path) -> Path:
             for col, x in enumerate(AXES):
                 axes[row, col].plot(d[x], d[metric], marker="o", ms=3, label=label)
     for row, metric in enumerate(metrics):
+        for label, values in (references or {}).items():
+            for col in range(len(AXES)):
+                axes[row, col].axhline(values[metric], ls="--", c="grey", label=label)
         for col, x in enumerate(AXES.values()):
             axes[row, col].set_xlabel(x)
             axes[row, col].set_ylabel(METRICS[metric])

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
-from robot_rl.rl.networks import CriticEnsemble, ObsEncoder, TanhGaussianActor, random_shift
+from robot_rl.rl.networks import (
+    CriticEnsemble,
+    ObsEncoder,
+    TanhGaussianActor,
+    random_shift,
+    soft_update,
+    update_target_encoder,
+)
 
 
 @dataclass
@@ -134,14 +141,6 @@ class SAC(nn.Module):
             metrics.update(actor_metrics, **t_metrics)
         return metrics
 
-    @torch.no_grad()
     def _soft_update(self) -> None:
-        for target, source in (
-            (self.target_critic, self.critic),
-            (self.target_encoder.encoders, self.encoder.encoders),
-        ):
-            t, s = list(target.parameters()), list(source.parameters())
-            if t:
-                torch._foreach_lerp_(t, s, self.cfg.tau)
-        if self.encoder.norm is not None:
-            self.target_encoder.norm.load_state_dict(self.encoder.norm.state_dict())
+        soft_update([(self.target_critic, self.critic)], self.cfg.tau)
+        update_target_encoder(self.target_encoder, self.encoder, self.cfg.tau)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.tensorboard import SummaryWriter
 
 from robot_rl.batched_env import BatchedEnv
-from robot_rl.rl.agents import DEFAULT_NUM_ENVS, algo_from_dict, build_agent
+from robot_rl.rl.agents import (
+    DEFAULT_NUM_ENVS,
+    NEEDS_BASE,
+    algo_from_dict,
+    build_agent,
+    wrap_env,
+)
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
 from robot_rl.rl.envs import make_env, obs_shapes
@@ -30,13 +37,15 @@ class TrainConfig:
 
     defaults: list[Any] = field(default_factory=lambda: ["_self_", {"algo": "sac"}])
     algo: Any = None
-    """Learner config group: sac, fasttd3."""
+    """Learner config group: sac, fasttd3, fasttd3_cpu, residual, dsrl."""
     task: str = "pick_cube"
     """reach, pick_cube, peg_insert, or gym:<env id> with a Box action space."""
     obs: str = "state"
     """Observation mode of our tasks: state, pixels, state+pixels."""
     env: dict[str, Any] = field(default_factory=dict)
     """Extra task settings, e.g. env.reward_type=sparse."""
+    base: str = ""
+    """Base policy directory (OUT/policy of robot-rl bc) for algo=residual|dsrl."""
     demos: str = ""
     """Comma-separated demo stores from robot-rl collect; empty for none."""
     demo_fraction: float = 0.5
@@ -75,15 +84,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluate(agent, env: BatchedEnv, episodes: int, seed: int) -> dict[str, float]:
+def evaluate(
+    agent, env: BatchedEnv, episodes: int, seed: int, episode_done=None
+) -> dict[str, float]:
     """Deterministic rollouts until ``episodes`` finish: success rate, mean return, and 95%
-    intervals (Wilson for success, normal for return)."""
+    intervals (Wilson for success, normal for return). ``episode_done(done)`` is told which
+    envs ended after every step (for policies that keep per-episode state)."""
     obs, _ = env.reset(seed=seed)
     returns, successes = [], []
     running = torch.zeros(env.num_envs)
     while len(returns) < episodes:
         obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
         running += reward.cpu()
+        if episode_done is not None:
+            episode_done(terminated | truncated)
         for i in torch.nonzero((terminated | truncated).cpu()).flatten().tolist():
             if len(returns) < episodes:
                 returns.append(float(running[i]))
@@ -117,13 +131,16 @@ class Trainer:
         np.random.seed(cfg.seed)
         algo = cfg.algo
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
-        self.env = make_env(cfg.task, self.num_envs, cfg.obs, str(self.device), cfg.env)
-        self.eval_env = make_env(
-            cfg.task, min(cfg.eval_episodes, 8), cfg.obs, str(self.device), cfg.env
+        self.base = self._load_base()
+        self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
+        self.eval_env = make_run_env(
+            cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
         )
         self.shapes = obs_shapes(self.env)
         self.action_dim = self.env.single_action_space.shape[0]
-        self.agent = build_agent(algo, self.shapes, self.action_dim, self.num_envs, self.device)
+        self.agent = build_agent(
+            algo, self.shapes, self.action_dim, self.num_envs, self.device, self.base
+        )
         self.replay = ReplayBuffer(
             self.shapes,
             self.action_dim,
@@ -134,6 +151,12 @@ class Trainer:
             self.device,
         )
         paths = [p for p in cfg.demos.split(",") if p]
+        if paths and algo.name == "dsrl":
+            raise ValueError(
+                "algo=dsrl acts in the diffusion policy's noise space and demos carry no "
+                "latents; train it without demos= (its base policy already holds them)"
+            )
+        relabel = getattr(self.env, "relabel", None)
         self.demo = (
             load_demos(
                 paths,
@@ -143,6 +166,8 @@ class Trainer:
                 algo.n_step,
                 self.device,
                 self._demo_expectations(),
+                relabel,
+                ("base_action",) if relabel else (),
             )
             if paths
             else None
@@ -155,10 +180,24 @@ class Trainer:
             keys = self.agent.encoder.vector_keys
             self.agent.encoder.update_norm({k: self.demo.obs[k][0][valid] for k in keys})
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.base is not None:  # keep the run self-contained: its checkpoints need the base
+            shutil.copytree(Path(cfg.base), self.run_dir / "base", dirs_exist_ok=True)
         self.step = 0
         self.wall_offset = 0.0
         if cfg.resume:
             self._resume()
+
+    def _load_base(self):
+        if self.cfg.algo.name not in NEEDS_BASE:
+            return None
+        if not self.cfg.base:
+            raise ValueError(
+                f"algo={self.cfg.algo.name} fine-tunes a base policy: give base=PATH (the "
+                "policy directory written by robot-rl bc)"
+            )
+        from robot_rl.policies import load_policy
+
+        return load_policy(self.cfg.base, self.device)
 
     def _demo_expectations(self) -> dict[str, Any]:
         """Recorded settings a demo store must share with the training env (ours only)."""
@@ -181,6 +220,7 @@ class Trainer:
                 k: [list(s), str(d).removeprefix("torch.")] for k, (s, d) in self.shapes.items()
             },
             "action_dim": self.action_dim,
+            "base": "base" if self.base is not None else "",
             "step": self.step,
             "wall_time": self.wall_offset + time.time() - self.start,
         }
@@ -253,6 +293,8 @@ class Trainer:
         """Act in all envs, store the transitions; returns the next observations."""
         if learning:
             action = self.agent.act(obs)
+        elif hasattr(self.env, "random_action"):  # e.g. the base policy alone when fine-tuning
+            action = self.env.random_action()
         else:
             action = torch.rand(self.num_envs, self.action_dim, device=self.device) * 2 - 1
         next_obs, reward, terminated, truncated, info = self.env.step(action)
@@ -266,7 +308,7 @@ class Trainer:
             success = float(info["success"][i]) if "success" in info else math.nan
             self.recent = (self.recent + [(float(self.ep_return[i]), success)])[-20:]
             self.ep_return[i] = 0.0
-        self.step += self.num_envs
+        self.step += int(info.get("env_steps", self.num_envs))
         return next_obs
 
     def _log(self, metrics: dict[str, torch.Tensor], steps_per_s: float, seconds: float) -> str:
@@ -323,14 +365,25 @@ class Trainer:
         self.eval_env.close()
 
 
+def make_run_env(cfg, num_envs: int, device, base=None, seed: int = 0) -> BatchedEnv:
+    """The env of a training run (``cfg`` a TrainConfig), seen through its base policy if any."""
+    env = make_env(cfg.task, num_envs, cfg.obs, str(device), cfg.env)
+    return wrap_env(cfg.algo, env, base, seed)
+
+
 def load_agent(checkpoint: str | Path, device: str = "cpu"):
-    """(agent, config) from a checkpoint directory, ready to act."""
+    """(agent, config, base policy or None) from a checkpoint directory, ready to act."""
     tensors, config = read_checkpoint(checkpoint, device)
     train = config["train"]
     algo = algo_from_dict(train["algo"])
+    base = None
+    if config.get("base"):
+        from robot_rl.policies import load_policy
+
+        base = load_policy(Path(checkpoint).parent / config["base"], device)
     shapes = {k: (tuple(s), getattr(torch, d)) for k, (s, d) in config["obs_shapes"].items()}
     num_envs = train["num_envs"] or DEFAULT_NUM_ENVS[algo.name]
-    agent = build_agent(algo, shapes, config["action_dim"], num_envs, torch.device(device))
+    agent = build_agent(algo, shapes, config["action_dim"], num_envs, torch.device(device), base)
     load_flat_state(agent, tensors, config["optimizers"], optimizers=False)
     agent.eval()
-    return agent, config
+    return agent, config, base

@@ -14,10 +14,6 @@ from typing import Any
 
 import mujoco
 import numpy as np
-from robot_rl.drivers.arm import ArmState, ImpedanceCommand
-from robot_rl.drivers.mujoco_arm import MujocoArm, MujocoArmConfig
-from robot_rl.sim.scene import GRIPPER_MAX_WIDTH, HOME_QPOS, TaskBodies
-from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 from robot_rl.control.rotations import (
     axis_angle_to_quat,
@@ -26,6 +22,10 @@ from robot_rl.control.rotations import (
     quat_to_axis_angle,
     quat_to_mat,
 )
+from robot_rl.drivers.arm import ArmState, ImpedanceCommand
+from robot_rl.drivers.mujoco_arm import MujocoArm, MujocoArmConfig
+from robot_rl.sim.scene import GRIPPER_MAX_WIDTH, HOME_QPOS, TaskBodies
+from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 OBS_MODES = ("state", "pixels", "state+pixels")
 REWARD_TYPES = ("sparse", "dense")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
+from robot_rl.control.rotations import quat_to_mat
 from robot_rl.drivers.arm import ArmState
 from robot_rl.sim.scene import TCP_SITE, TaskBodies, vec
 from robot_rl.sim.tasks.base import (
@@ -23,8 +25,6 @@ from robot_rl.sim.tasks.base import (
     uniform,
     world_frame,
 )
-
-from robot_rl.control.rotations import quat_to_mat
 
 PEG_HALF = 0.0125
 PEG_HALF_LENGTH = 0.03

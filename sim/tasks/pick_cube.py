@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from robot_rl.drivers.arm import ArmState
 from robot_rl.sim.scene import TaskBodies, vec
 from robot_rl.sim.tasks.base import (

@@ -1,0 +1,124 @@
+"""Base policies and online fine-tuning: BC success, then residual / DSRL-SAC / DSRL-NA curves.
+
+    .venv/bin/python bench/finetune.py --task pick_cube --demos 20 50 --seeds 0 1 2
+    .venv/bin/python bench/finetune.py --task peg_insert --methods residual dsrl_na --steps 20000
+
+1. Trains a BC-MLP and a diffusion base policy per demo count (``robot-rl bc``) and evaluates
+   each over 50 episodes.
+2. Fine-tunes the base chosen by --base (diffusion by default, from --finetune-demos demos) with
+   each method and seed for --steps env steps (``robot-rl train``), evaluating every 1000.
+3. Prints markdown tables (base success; per method: final success, env steps and wall-clock to
+   a mean success >= --threshold, wall-clock per 1k env steps) and one PNG with every curve,
+   RLPD-from-demos runs of ``bench/sample_efficiency.py`` in --out included if present.
+
+Runs are ordinary run directories under --out and are reused when they exist (delete to redo).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from sample_efficiency import ensure_demos
+
+from robot_rl.cli.commands import success_text
+from robot_rl.cli.main import compose
+from robot_rl.rl.plot import plot_runs, read_eval
+from robot_rl.rl.trainer import Trainer
+
+METHODS = {
+    "residual": ["algo=residual"],
+    "dsrl_sac": ["algo=dsrl", "algo.variant=sac"],
+    "dsrl_na": ["algo=dsrl", "algo.variant=na"],
+}
+
+
+def base_policy(task: str, kind: str, demos: str, out: Path, steps: int) -> tuple[Path, dict]:
+    import json
+
+    from robot_rl.policies.train import train_bc
+
+    run = out / f"bc-{kind}-{Path(demos).stem}"
+    policy = run / "policy"
+    if not (policy / "policy.json").exists():
+        cfg = compose("bc", [f"policy={kind}", f"demos={demos}", f"steps={steps}"])
+        cfg.out, cfg.progress = str(run), False
+        train_bc(cfg)
+    return policy, json.loads((policy / "policy.json").read_text())["eval"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="pick_cube")
+    parser.add_argument("--demos", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--policies", nargs="+", default=["mlp", "diffusion"])
+    parser.add_argument("--bc-steps", type=int, default=6000)
+    parser.add_argument("--base", default="diffusion", help="base policy kind to fine-tune")
+    parser.add_argument("--finetune-demos", type=int, default=50)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--out", default="bench_runs")
+    args = parser.parse_args()
+    out = Path(args.out)
+
+    bases: dict[tuple[str, int], tuple[Path, dict]] = {}
+    for n in sorted(set(args.demos) | {args.finetune_demos}):
+        demos = ensure_demos(args.task, n, out, "sparse")
+        for kind in sorted(set(args.policies) | {args.base}):
+            bases[kind, n] = base_policy(args.task, kind, demos, out, args.bc_steps)
+    print(f"\n| {args.task}: base policy | demos | success (50 episodes, 95% CI) |")
+    print("|---|---|---|")
+    for (kind, n), (_, r) in sorted(bases.items()):
+        print(f"| {kind} | {n} | {success_text(r)} |")
+
+    base_dir, base_eval = bases[args.base, args.finetune_demos]
+    demos = ensure_demos(args.task, args.finetune_demos, out, "sparse")
+    runs: dict[str, list[Path]] = {}
+    for method in args.methods:
+        for seed in args.seeds:
+            run = out / f"{method}-{args.task}-{args.base}{args.finetune_demos}-s{seed}"
+            runs.setdefault(method, []).append(run)
+            if (run / "eval.csv").exists():
+                continue
+            overrides = [*METHODS[method], f"task={args.task}", f"base={base_dir}"]
+            overrides += ["+env.reward_type=sparse", f"total_steps={args.steps}", f"seed={seed}"]
+            overrides += [f"out={run}", "progress=false", "eval_every=1000", "eval_episodes=20"]
+            if method == "residual":
+                overrides.append(f"demos={demos}")
+            trainer = Trainer(compose("train", overrides))
+            try:
+                trainer.run()
+            finally:
+                trainer.close()
+
+    print(
+        f"\n| {args.task}: method (base {args.base} from {args.finetune_demos} demos, "
+        f"{base_eval['success_rate']:.0%}) | seeds | final success | env steps to mean >= "
+        f"{args.threshold:.0%} | wall-clock s to it | s per 1k env steps |"
+    )
+    print("|---|---|---|---|---|---|")
+    for method, dirs in runs.items():
+        curves = [read_eval(d) for d in dirs]
+        length = min(len(c["env_step"]) for c in curves)
+        mean = np.array([c["success_rate"][:length] for c in curves]).mean(0)
+        walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
+        steps = curves[0]["env_step"][:length]
+        hit = np.flatnonzero(mean >= args.threshold)
+        reach = f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}"
+        wall = f"{walls[hit[0]]:.0f}" if len(hit) else "-"
+        per_k = 1000 * walls[-1] / steps[-1]
+        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall} | {per_k:.0f} |")
+    rlpd = sorted(out.glob(f"rlpd-{args.task}-s*"))
+    png = plot_runs(
+        [str(d) for dirs in runs.values() for d in dirs] + [str(d) for d in rlpd],
+        out / f"finetune-{args.task}.png",
+        {f"{args.base} base": base_eval},
+    )
+    print(f"curves: {png}")
+
+
+if __name__ == "__main__":
+    main()

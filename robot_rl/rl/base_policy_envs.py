@@ -1,0 +1,181 @@
+"""Batched envs seen through a frozen base policy, so that off-policy learners fine-tune it
+without knowing about chunks or diffusion:
+
+- ``LatentSteeringEnv`` (DSRL): the action is the diffusion policy's initial noise for one
+  chunk. Each step denoises every latent exactly once and executes the whole chunk; the reward
+  is the sum of the chunk's step rewards and the chunk is done if any step is. New episodes
+  start on chunk boundaries (the inner env runs without autoreset).
+- ``ResidualEnv`` (ResFiT): the observation gains ``base_action``, the base policy's next
+  action (chunks run open-loop, queues cleared at each episode start); the action is a residual
+  in [-1, 1] scaled by ``action_scale``, and base + residual is clamped to the bounds.
+
+Both report ``info["env_steps"]``, the inner env steps taken, so budgets count real steps.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from robot_rl.batched_env import BatchedEnv
+from robot_rl.policies.base import BasePolicy
+from robot_rl.policies.runner import ChunkRunner
+
+
+class _Wrapper(BatchedEnv):
+    def __init__(self, env: BatchedEnv, policy: BasePolicy):
+        base_keys = set(policy.obs_shapes)
+        env_keys = set(env.single_observation_space.spaces)
+        if not base_keys <= env_keys:
+            raise ValueError(
+                f"the base policy observes {sorted(base_keys)} but the env gives "
+                f"{sorted(env_keys)}; train with the obs mode its demos were recorded in"
+            )
+        if policy.action_dim != env.single_action_space.shape[0]:
+            raise ValueError(
+                f"the base policy acts in {policy.action_dim} dims, the env in "
+                f"{env.single_action_space.shape[0]}"
+            )
+        self.env, self.policy = env, policy
+        self.num_envs, self.device = env.num_envs, env.device
+        self.runtime = getattr(env, "runtime", None)
+
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError("fine-tuning wrappers always autoreset")
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _check_finite(action: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(action).all()):
+        raise FloatingPointError(f"non-finite {what}; refusing to send it to the env")
+
+
+class LatentSteeringEnv(_Wrapper):
+    def __init__(self, env: BatchedEnv, policy: BasePolicy, action_magnitude: float):
+        super().__init__(env, policy)
+        if policy.obs_horizon != 1:
+            raise ValueError("DSRL steers bases with obs_horizon=1 (the latent actor sees s only)")
+        if not hasattr(policy, "sample"):
+            raise ValueError(f"DSRL steers a diffusion policy, not a {policy.kind!r} policy")
+        self.magnitude = action_magnitude
+        self.chunk = policy.action_horizon
+        self.single_observation_space = env.single_observation_space
+        dim = policy.action_horizon * policy.action_dim
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, (dim,), np.float32)
+        self._obs: dict[str, torch.Tensor] | None = None
+
+    def reset(self, seed: int | None = None):
+        self._obs, info = self.env.reset(seed=seed)
+        return self._obs, info
+
+    def random_action(self) -> torch.Tensor:
+        """Warm-up actions: latents w ~ N(0, I), i.e. the base policy's own sampling (clipped to
+        the latent bound), so the first data shows the base policy, as in DSRL."""
+        w = torch.randn(self.num_envs, self.single_action_space.shape[0], device=self.device)
+        return (w / self.magnitude).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def decode(self, obs: dict[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
+        """Latent actions (N, Ta * A) in [-1, 1] -> executed chunks (N, Ta, A)."""
+        base_obs = {k: obs[k].unsqueeze(1) for k in self.policy.obs_shapes}
+        return self.policy.predict_action(base_obs, noise=action * self.magnitude)
+
+    def step(self, action: torch.Tensor, autoreset: bool = True):
+        _check_finite(action, "latent action")
+        chunk = self.decode(self._obs, action.clamp(-1.0, 1.0))
+        n = self.num_envs
+        reward = torch.zeros(n, device=self.device)
+        alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        terminated, truncated = torch.zeros_like(alive), torch.zeros_like(alive)
+        success = torch.zeros(n, device=self.device)
+        env_steps, final = 0, None
+        for k in range(self.chunk):
+            obs, r, term, trunc, info = self.env.step(chunk[:, k], autoreset=False)
+            env_steps += int(alive.sum())
+            reward += torch.where(alive, r, 0.0)
+            if "success" in info:
+                success = torch.where(alive, info["success"].float(), success)
+            terminated |= alive & term
+            truncated |= alive & trunc
+            new = info["final_obs"]
+            final = new if final is None else _where_rows(alive, new, final)
+            alive &= ~(term | trunc)
+            if not bool(alive.any()):
+                break
+        done = terminated | truncated
+        self._obs = self.env.reset_envs(done) if bool(done.any()) else final
+        out = {"final_obs": final, "success": success, "done": done, "env_steps": env_steps}
+        return self._obs, reward, terminated, truncated, out
+
+
+def _where_rows(mask: torch.Tensor, new: dict, old: dict) -> dict:
+    """Per env: ``new`` where ``mask`` (N,), else ``old``."""
+    return {k: torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v, old[k]) for k, v in new.items()}
+
+
+class ResidualEnv(_Wrapper):
+    def __init__(self, env: BatchedEnv, policy: BasePolicy, action_scale: float, seed: int = 0):
+        super().__init__(env, policy)
+        self.scale = action_scale
+        self.runner = ChunkRunner(policy, env.num_envs, seed=seed)
+        self._bootstrap_gen = torch.Generator(device=policy.action_low.device)
+        self._bootstrap_gen.manual_seed(seed + 1)
+        a = env.single_action_space
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, a.shape, np.float32)
+        spaces = dict(env.single_observation_space.spaces)
+        spaces["base_action"] = gym.spaces.Box(a.low, a.high, a.shape, np.float32)
+        self.single_observation_space = gym.spaces.Dict(spaces)
+        self.low = torch.as_tensor(a.low, device=env.device)
+        self.high = torch.as_tensor(a.high, device=env.device)
+        self._base: torch.Tensor | None = None
+
+    def reset(self, seed: int | None = None):
+        obs, info = self.env.reset(seed=seed)
+        self.runner.episode_done(torch.ones(self.num_envs, dtype=torch.bool))
+        self._base = self.runner.act(obs)
+        return {**obs, "base_action": self._base}, info
+
+    def random_action(self) -> torch.Tensor:
+        """Warm-up actions: no residual, i.e. the base policy alone (ResFiT's first data)."""
+        return torch.zeros(self.num_envs, self.single_action_space.shape[0], device=self.device)
+
+    def executed(self, residual: torch.Tensor) -> torch.Tensor:
+        """base + action_scale * residual, clamped to the action bounds; (N, A)."""
+        return torch.clamp(self._base + self.scale * residual.clamp(-1.0, 1.0), self.low, self.high)
+
+    def step(self, action: torch.Tensor, autoreset: bool = True):
+        _check_finite(action, "residual action")
+        obs, reward, terminated, truncated, info = self.env.step(self.executed(action))
+        done = terminated | truncated
+        final_base = None
+        if bool(done.any()):  # bootstrap from the base's next action at the final observation
+            final_base = self.runner.next_action_after(info["final_obs"], self._bootstrap_gen)
+        self.runner.episode_done(done)
+        self._base = self.runner.act(obs)
+        final_base = (
+            self._base if final_base is None else torch.where(done[:, None], final_base, self._base)
+        )
+        info = {**info, "final_obs": {**info["final_obs"], "base_action": final_base}}
+        info["env_steps"] = self.num_envs
+        return {**obs, "base_action": self._base}, reward, terminated, truncated, info
+
+    @torch.no_grad()
+    def relabel(self, steps: dict, final: dict) -> tuple[dict, dict]:
+        """A demo episode for the residual learner: each observation gains the base policy's
+        action there, and the demo action becomes its residual (clipped to [-1, 1]):
+        (demo action - base action) / action_scale."""
+        dev, keys = self.low.device, list(self.policy.obs_shapes)
+        obs = {k: torch.cat([steps[k], final[k][None]]).to(dev) for k in keys}  # (T + 1, ...)
+        t = torch.arange(len(obs[keys[0]]), device=dev)
+        window = (t[:, None] + torch.arange(1 - self.policy.obs_horizon, 1, device=dev)).clamp(0)
+        history = {k: v[window] for k, v in obs.items()}  # (T + 1, To, ...)
+        base = self.policy.predict_action(history, generator=self._bootstrap_gen)[:, 0]
+        base, final_base = base[:-1], base[-1]
+        residual = ((steps["action"].to(dev) - base) / self.scale).clamp(-1.0, 1.0)
+        return (
+            {**steps, "base_action": base.cpu(), "action": residual.cpu()},
+            {**final, "base_action": final_base.cpu()},
+        )

@@ -1,0 +1,198 @@
+"""DSRL (Wagenmaker et al., 2025): steer a frozen diffusion policy through its initial noise.
+
+Runs on ``base_policy_envs.LatentSteeringEnv``, whose action u in [-1, 1]^(Ta * A) is the
+latent w = action_magnitude * u of one chunk. Two variants:
+
+- ``variant=sac``: plain SAC in noise space (``sac.SAC``, replay stores u).
+- ``variant=na`` (noise aliasing), this file: an action critic Q^A(s, a) trained on executed
+  chunks a = pi_dp(s, w) (recomputed exactly: DDIM with eta = 0 is deterministic given s and w);
+  a noise critic Q^W(s, w) distilled toward Q^A(s, pi_dp(s, w)) for w ~ N(0, I) with the target
+  detached; a latent actor maximising Q^W - alpha log pi.
+
+The base policy is held outside the module's parameters: it is never optimised or saved here.
+Shapes: B batch, L = Ta * A latent/chunk size.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robot_rl.policies.base import BasePolicy
+from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
+from robot_rl.rl.networks import (
+    CriticEnsemble,
+    ObsEncoder,
+    TanhGaussianActor,
+    soft_update,
+    update_target_encoder,
+)
+from robot_rl.rl.sac import SACConfig
+
+
+@dataclass
+class DSRLConfig:
+    """DSRL settings. The paper uses 3x2048 MLPs and UTD 20 on a GPU; the defaults here are
+    sized for a CPU (see the README)."""
+
+    name: str = "dsrl"
+    variant: str = "na"
+    """sac (SAC in noise space) or na (noise aliasing)."""
+    action_magnitude: float = 1.5
+    """Latent bound: w = action_magnitude * tanh-squashed action."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden sizes of actor and critics."""
+    num_critics: int = 2
+    """Critics per ensemble (action and noise critics)."""
+    critic_subset: int = 2
+    """Critics in the random subset whose minimum forms the target."""
+    lr: float = 3e-4
+    """Learning rate of every network and the temperature."""
+    tau: float = 0.005
+    """Soft target update rate."""
+    gamma: float = 0.99
+    """Discount per chunk."""
+    batch_size: int = 256
+    """Batch size."""
+    utd: int = 4
+    """Updates per chunk (per learner step); the paper uses 20 on a GPU."""
+    init_temperature: float = 0.01
+    """Initial entropy temperature (small: with a 0/1 success reward and a 28-D latent, an
+    entropy bonus near 1 would swamp the reward for the whole of a short run)."""
+    target_entropy: float = 0.0
+    """Target entropy (the paper's 0)."""
+    entropy_backup: bool = False
+    """Subtract alpha log pi in the critic target."""
+    n_step: int = 1
+    """n-step returns over chunks."""
+    image_feature_dim: int = 64
+    """Features per camera from the conv encoder."""
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("sac", "na"):
+            raise ValueError(f"dsrl variant must be sac or na, got {self.variant!r}")
+
+    def as_sac(self) -> SACConfig:
+        """The SAC config of ``variant=sac`` (same settings, acting in noise space)."""
+        shared = {f.name for f in fields(SACConfig)} & {f.name for f in fields(self)} - {"name"}
+        return SACConfig(**{k: getattr(self, k) for k in shared})
+
+
+class DSRLNA(nn.Module):
+    def __init__(
+        self,
+        cfg: DSRLConfig,
+        obs_shapes: dict[str, tuple[int, ...]],
+        latent_dim: int,
+        base: BasePolicy,
+    ):
+        super().__init__()
+        if not hasattr(base, "sample"):
+            raise ValueError("DSRL-NA steers a diffusion base policy")
+        self.cfg, self.action_dim = cfg, latent_dim
+        self._base = [base]  # a list keeps it out of parameters(), state_dict() and .to()
+        self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
+        self.actor = TanhGaussianActor(self.encoder.dim, latent_dim, cfg.hidden)
+        self.q_action = CriticEnsemble(cfg.num_critics, self.encoder.dim + latent_dim, cfg.hidden)
+        self.q_noise = CriticEnsemble(cfg.num_critics, self.encoder.dim + latent_dim, cfg.hidden)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_q_action = copy.deepcopy(self.q_action).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_temperature)).log())
+        critic_params = [*self.q_action.parameters(), *self.encoder.encoders.parameters()]
+        self.q_action_opt = torch.optim.Adam(critic_params, lr=cfg.lr)
+        self.q_noise_opt = torch.optim.Adam(self.q_noise.parameters(), lr=cfg.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+
+    @property
+    def base(self) -> BasePolicy:
+        return self._base[0]
+
+    @torch.no_grad()
+    def executed(self, obs: dict[str, torch.Tensor], latent: torch.Tensor) -> torch.Tensor:
+        """pi_dp(s, magnitude * u): the executed chunk, flattened (B, L)."""
+        base_obs = {k: obs[k].unsqueeze(1) for k in self.base.obs_shapes}
+        chunk = self.base.predict_action(base_obs, noise=latent * self.cfg.action_magnitude)
+        return chunk.flatten(1)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        action, _ = self.actor(self.encoder(obs), deterministic)
+        return action
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        """Nothing per episode."""
+
+    def learn(self, sample) -> dict[str, torch.Tensor]:
+        metrics = {}
+        for _ in range(self.cfg.utd):
+            metrics = self.update(sample(self.cfg.batch_size))
+        return metrics
+
+    def update(self, batch: dict) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        alpha = self.log_alpha.exp().detach()
+        # 1. action critic on executed chunks
+        with torch.no_grad():
+            next_latent, next_log_prob = self.actor(self.encoder(next_obs))
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+            q_next = self.target_q_action(
+                self.target_encoder(next_obs), self.executed(next_obs, next_latent), subset
+            )[..., 0]
+            executed = self.executed(obs, batch["action"])
+        features = self.encoder(obs)
+        q_pred = self.q_action(features, executed)[..., 0]
+        loss, metrics = sac_critic_loss(
+            q_pred,
+            q_next,
+            next_log_prob,
+            batch["reward"],
+            batch["discount"],
+            alpha,
+            cfg.entropy_backup,
+        )
+        self.q_action_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.q_action_opt.step()
+        features = features.detach()
+        distill = self.distill(features, obs)
+        # 3. latent actor on the noise critic, and the temperature
+        latent, log_prob = self.actor(features)
+        self.q_noise.requires_grad_(False)
+        actor_loss, actor_metrics = sac_actor_loss(
+            self.q_noise(features, latent)[..., 0], log_prob, alpha
+        )
+        self.q_noise.requires_grad_(True)
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, cfg.target_entropy)
+        self.alpha_opt.zero_grad(set_to_none=True)
+        t_loss.backward()
+        self.alpha_opt.step()
+        self._soft_update()
+        metrics.update(actor_metrics, **t_metrics, **{"loss/noise_critic": distill.detach()})
+        return metrics
+
+    def distill(self, features: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One step of the noise critic toward Q^A(s, pi_dp(s, w)) for fresh w ~ N(0, I), the
+        target detached; returns the loss before the step."""
+        with torch.no_grad():
+            w = torch.randn(len(features), self.action_dim, device=features.device)
+            u = w / self.cfg.action_magnitude  # latent units, as the actor's actions
+            target = self.q_action(features, self.executed(obs, u))[..., 0].mean(0)
+        q_w = self.q_noise(features, u)[..., 0]
+        loss = F.mse_loss(q_w, target.expand_as(q_w))
+        self.q_noise_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.q_noise_opt.step()
+        return loss.detach()
+
+    def _soft_update(self) -> None:
+        soft_update([(self.target_q_action, self.q_action)], self.cfg.tau)
+        update_target_encoder(self.target_encoder, self.encoder, self.cfg.tau)

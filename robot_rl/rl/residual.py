@@ -1,0 +1,153 @@
+"""Residual off-policy RL on a frozen base policy, after ResFiT (Ankile et al., 2025).
+
+Runs on ``base_policy_envs.ResidualEnv``: observations carry the base action, the action is
+the residual in [-1, 1] (scaled by ``action_scale`` and clamped around the base by the env).
+TD3 learner: deterministic residual actor whose last layer starts at zero (so the first rollouts
+are exactly the base policy's), a LayerNorm critic ensemble with the target minimum over a
+random subset at pi_target(s') plus clipped noise, the actor on the mean over critics, n-step
+returns, critic-only warm-up, separate actor and critic learning rates and gradient clipping.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from robot_rl.rl.losses import ensemble_actor_loss, random_subset, sac_critic_loss
+from robot_rl.rl.networks import (
+    CriticEnsemble,
+    DeterministicActor,
+    ObsEncoder,
+    soft_update,
+    update_target_encoder,
+)
+
+
+@dataclass
+class ResidualConfig:
+    """Residual TD3 settings (ResFiT defaults unless noted)."""
+
+    name: str = "residual"
+    action_scale: float = 0.2
+    """Largest residual per action dimension, in action units."""
+    num_critics: int = 10
+    """Critics in the ensemble."""
+    critic_subset: int = 2
+    """Critics in the random subset whose minimum forms the target."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden sizes of actor and critics."""
+    actor_lr: float = 1e-4
+    """Actor learning rate (the paper's real-robot runs use 1e-6; see the README)."""
+    critic_lr: float = 1e-4
+    """Critic learning rate."""
+    tau: float = 0.005
+    """Soft target update rate (actor and critics)."""
+    gamma: float = 0.99
+    """Discount."""
+    batch_size: int = 256
+    """Batch size (online + demo)."""
+    utd: int = 4
+    """Critic updates per env step."""
+    actor_every: int = 2
+    """Actor (and target) update every this many critic updates (TD3's delay)."""
+    n_step: int = 3
+    """n-step returns."""
+    critic_warmup: int = 1000
+    """Env steps of critic-only learning before the actor moves."""
+    exploration_std: float = 0.1
+    """Gaussian exploration noise on the residual, in action units."""
+    target_noise: float = 0.05
+    """Target policy smoothing noise std, in action units."""
+    target_noise_clip: float = 0.3
+    """Clip of the target policy noise, in action units."""
+    grad_clip: float = 1.0
+    """Gradient norm clip for actor and critics."""
+    image_feature_dim: int = 64
+    """Features per camera from the conv encoder."""
+
+
+class ResidualTD3(nn.Module):
+    def __init__(self, cfg: ResidualConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim):
+        super().__init__()
+        if "base_action" not in obs_shapes:
+            raise ValueError("the residual learner needs the base action in its observations")
+        self.cfg, self.action_dim = cfg, action_dim
+        self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
+        self.actor = DeterministicActor(self.encoder.dim, action_dim, cfg.hidden, layer_norm=True)
+        nn.init.zeros_(self.actor.net[-1].weight)
+        self.critic = CriticEnsemble(cfg.num_critics, self.encoder.dim + action_dim, cfg.hidden)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        critic_params = list(self.critic.parameters()) + list(self.encoder.encoders.parameters())
+        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("learn_calls", torch.zeros((), dtype=torch.long))
+
+    def _units(self, std: float) -> float:
+        """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
+        return std / self.cfg.action_scale
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        residual = self.actor(self.encoder(obs))
+        if not deterministic:
+            residual = residual + self._units(self.cfg.exploration_std) * torch.randn_like(residual)
+        return residual.clamp(-1.0, 1.0)
+
+    def episode_done(self, done: torch.Tensor) -> None:
+        """Nothing per episode: the env wrapper resets the base policy's queue."""
+
+    def learn(self, sample) -> dict[str, torch.Tensor]:
+        self.learn_calls += 1
+        warm = int(self.learn_calls) > self.cfg.critic_warmup
+        metrics = {}
+        for _ in range(self.cfg.utd):
+            metrics = self.update(sample(self.cfg.batch_size), update_actor=warm)
+        return metrics
+
+    def update(self, batch: dict, update_actor: bool = True) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        with torch.no_grad():
+            next_features = self.target_encoder(batch["next_obs"])
+            next_action = self.target_actor(next_features)
+            clip = self._units(cfg.target_noise_clip)
+            noise = (torch.randn_like(next_action) * self._units(cfg.target_noise)).clamp(
+                -clip, clip
+            )
+            next_action = (next_action + noise).clamp(-1.0, 1.0)
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
+            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
+        features = self.encoder(batch["obs"])
+        q_pred = self.critic(features, batch["action"])[..., 0]
+        zero = torch.zeros((), device=q_pred.device)
+        loss, metrics = sac_critic_loss(
+            q_pred, q_next, zero, batch["reward"], batch["discount"], zero, False
+        )
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.critic_opt.param_groups[0]["params"], cfg.grad_clip)
+        self.critic_opt.step()
+        self.updates += 1
+        if update_actor and int(self.updates) % cfg.actor_every == 0:
+            features = features.detach()
+            self.critic.requires_grad_(False)
+            residual = self.actor(features)
+            actor_loss, actor_metrics = ensemble_actor_loss(self.critic(features, residual)[..., 0])
+            self.critic.requires_grad_(True)
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+            self.actor_opt.step()
+            metrics.update(actor_metrics, **{"residual/abs_mean": residual.detach().abs().mean()})
+        self._soft_update(update_actor)
+        return metrics
+
+    def _soft_update(self, actor: bool) -> None:
+        pairs = [(self.target_critic, self.critic)]
+        soft_update(pairs + ([(self.target_actor, self.actor)] if actor else []), self.cfg.tau)
+        update_target_encoder(self.target_encoder, self.encoder, self.cfg.tau)

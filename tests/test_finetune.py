@@ -1,0 +1,257 @@
+"""Fine-tuning a frozen base policy: residual RL and DSRL invariants, on real envs."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from robot_rl.batched_env import BatchedEnv
+from robot_rl.policies import DiffusionPolicy, DiffusionPolicyConfig
+from robot_rl.policies.runner import ChunkRunner
+from robot_rl.rl.base_policy_envs import LatentSteeringEnv, ResidualEnv
+from robot_rl.rl.dsrl import DSRLNA, DSRLConfig
+from robot_rl.rl.envs import GymBatchedEnv, obs_shapes
+from robot_rl.rl.residual import ResidualConfig, ResidualTD3
+
+CLI = [sys.executable, "-m", "robot_rl.cli.main"]
+
+
+def pendulum_base(horizon=4, seed=0):
+    """A randomly initialised diffusion policy for Pendulum: its chunks are arbitrary but fixed."""
+    torch.manual_seed(seed)
+    cfg = DiffusionPolicyConfig(action_horizon=horizon, hidden=[64, 64], inference_steps=4)
+    policy = DiffusionPolicy(cfg, {"state": (3,)}, 1)
+    return policy.eval().requires_grad_(False)
+
+
+class Recorder(BatchedEnv):
+    """Pass-through that records every action sent and reward received."""
+
+    def __init__(self, env):
+        self.env, self.actions, self.rewards = env, [], []
+        self.num_envs, self.device = env.num_envs, env.device
+        self.single_observation_space = env.single_observation_space
+        self.single_action_space = env.single_action_space
+
+    def reset(self, seed=None):
+        return self.env.reset(seed)
+
+    def reset_envs(self, mask):
+        return self.env.reset_envs(mask)
+
+    def step(self, action, autoreset=True):
+        out = self.env.step(action, autoreset)
+        self.actions.append(action.clone())
+        self.rewards.append(out[1].clone())
+        return out
+
+    def close(self):
+        self.env.close()
+
+
+def test_residual_at_initialisation_reproduces_base_rollouts_exactly():
+    base = pendulum_base()
+    plain = Recorder(GymBatchedEnv("Pendulum-v1", 2))
+    runner = ChunkRunner(base, 2, seed=7)
+    obs, _ = plain.reset(seed=3)
+    for _ in range(230):  # crosses the 200-step episode end
+        obs, _, term, trunc, _ = plain.step(runner.act(obs))
+        runner.episode_done(term | trunc)
+
+    inner = Recorder(GymBatchedEnv("Pendulum-v1", 2))
+    env = ResidualEnv(inner, base, action_scale=0.2, seed=7)
+    agent = ResidualTD3(
+        ResidualConfig(hidden=[32, 32]), {k: s for k, (s, _) in obs_shapes(env).items()}, 1
+    )
+    obs, _ = env.reset(seed=3)
+    for _ in range(230):
+        obs, *_ = env.step(agent.act(obs, deterministic=True))
+    assert torch.equal(torch.stack(inner.actions), torch.stack(plain.actions))
+    # and noisy exploration stays within action_scale of the base
+    for _ in range(50):
+        base_action = obs["base_action"].clone()
+        obs, *_ = env.step(torch.randn(2, 1) * 5)
+        assert float((inner.actions[-1] - base_action).abs().max()) <= 0.2 + 1e-6
+
+
+def test_chunk_reward_is_the_sum_of_its_steps_and_chunks_end_with_the_episode():
+    base = pendulum_base(horizon=7)  # 200 is not a multiple of 7: the episode ends mid-chunk
+    inner = Recorder(GymBatchedEnv("Pendulum-v1", 2))
+    env = LatentSteeringEnv(inner, base, action_magnitude=1.5)
+    env.reset(seed=0)
+    calls = []
+    sample = base.sample
+    base.sample = lambda cond, noise: calls.append(len(noise)) or sample(cond, noise)
+    total_steps = 0
+    for i in range(30):
+        before = len(inner.rewards)
+        _, reward, term, trunc, info = env.step(torch.rand(2, 7) * 2 - 1)
+        taken = inner.rewards[before:]
+        total_steps += info["env_steps"]
+        if i < 28:
+            assert len(taken) == 7 and not bool(trunc.any())
+            torch.testing.assert_close(reward, torch.stack(taken).sum(0))
+        if i == 28:  # steps 197..199: the episode truncates after 4 of the chunk's 7 steps
+            assert len(taken) == 4 and bool(trunc.all()) and info["env_steps"] == 8
+            torch.testing.assert_close(reward, torch.stack(taken).sum(0))
+    assert calls == [2] * 30  # every latent denoised exactly once per executed chunk
+    assert total_steps == 2 * (28 * 7 + 4 + 7)
+
+
+def test_steered_actions_have_the_base_distribution_for_standard_normal_latents():
+    base = pendulum_base(horizon=2)
+    env = LatentSteeringEnv(GymBatchedEnv("Pendulum-v1", 1), base, action_magnitude=8.0)
+    obs = {"state": torch.tensor([[0.3, -0.2, 0.5]]).repeat(4000, 1)}
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(4000, 2, generator=gen)
+    steered = env.decode(obs, w / 8.0).flatten(1)  # through the env's latent scaling
+    sampled = base.predict_action({"state": obs["state"][:, None]}, generator=gen).flatten(1)
+    for d in range(steered.shape[1]):
+        assert ks_statistic(steered[:, d], sampled[:, d]) < 1.628 * (2 / 4000) ** 0.5  # alpha 0.01
+    assert float(steered.std(0).min()) > 0.01  # a real spread, not a constant
+
+
+def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Two-sample Kolmogorov-Smirnov distance: the largest gap between the empirical CDFs."""
+    grid = torch.cat([a, b]).sort().values
+    cdf = lambda x: torch.searchsorted(x.sort().values, grid, right=True) / len(x)  # noqa: E731
+    return float((cdf(a) - cdf(b)).abs().max())
+
+
+def batch_of(env, n=64):
+    obs, _ = env.reset(seed=0)
+    rows = torch.randint(0, env.num_envs, (n,))
+    return {
+        "obs": {k: v[rows] for k, v in obs.items()},
+        "next_obs": {k: v[rows] + 0.01 for k, v in obs.items()},
+        "action": torch.rand(n, env.single_action_space.shape[0]) * 2 - 1,
+        "reward": torch.rand(n),
+        "discount": torch.full((n,), 0.99),
+    }
+
+
+@pytest.mark.parametrize("algo", ["residual", "dsrl"])
+def test_base_weights_stay_bit_identical_and_get_no_gradient(algo):
+    base = pendulum_base()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    inner = GymBatchedEnv("Pendulum-v1", 4)
+    if algo == "residual":
+        env = ResidualEnv(inner, base, 0.2)
+        agent = ResidualTD3(
+            ResidualConfig(hidden=[32, 32], critic_warmup=0),
+            {k: s for k, (s, _) in obs_shapes(env).items()},
+            1,
+        )
+    else:
+        env = LatentSteeringEnv(inner, base, 1.5)
+        agent = DSRLNA(DSRLConfig(hidden=[32, 32]), {"state": (3,)}, 4, base)
+    base.requires_grad_(True)  # even if someone un-freezes it, the learner must not touch it
+    for _ in range(20):
+        agent.update(batch_of(env))
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in base.parameters())
+    assert not any(k.startswith("_base") for k in agent.state_dict())
+
+
+def test_noise_critic_distillation_reduces_its_error():
+    torch.manual_seed(0)
+    base = pendulum_base()
+    agent = DSRLNA(DSRLConfig(hidden=[64, 64], lr=1e-3), {"state": (3,)}, 4, base)
+    obs = {"state": torch.randn(256, 3)}
+    features = agent.encoder(obs).detach()
+
+    def error():
+        torch.manual_seed(123)  # the same held-out latents each time
+        u = torch.randn(256, 4) / 1.5
+        with torch.no_grad():
+            target = agent.q_action(features, agent.executed(obs, u))[..., 0].mean(0)
+            return float(((agent.q_noise(features, u)[..., 0] - target) ** 2).mean())
+
+    start = error()
+    for _ in range(300):
+        agent.distill(features, obs)
+    assert error() < 0.1 * start
+
+
+def test_residual_actor_starts_at_zero_and_moves_only_after_critic_warmup():
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    agent = ResidualTD3(ResidualConfig(hidden=[32, 32], critic_warmup=3, utd=1), shapes, 1)
+    batch = batch_of(env)
+    obs = batch["obs"]
+    assert torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+    for _ in range(3):
+        agent.learn(lambda n: batch)
+    assert torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+    for _ in range(4):
+        agent.learn(lambda n: batch)
+    assert not torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+
+
+@pytest.fixture(scope="module")
+def reach_base(tmp_path_factory):
+    """A tiny diffusion base policy trained on two Reach demos, via the CLI."""
+    tmp = tmp_path_factory.mktemp("base")
+    demos = tmp / "demos.zarr"
+    subprocess.run(
+        [*CLI, "collect", "task=reach", "task.reward_type=sparse", "episodes=2", f"out={demos}"]
+        + ["progress=false"],
+        check=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [*CLI, "bc", f"demos={demos}", "steps=20", "eval_episodes=0", f"out={tmp / 'bc'}"]
+        + ["progress=false", "policy.hidden=[32]", "policy.inference_steps=3"],
+        check=True,
+        timeout=300,
+    )
+    return tmp / "bc" / "policy", demos
+
+
+@pytest.mark.parametrize("algo", ["algo=residual", "algo=dsrl", "algo=dsrl algo.variant=sac"])
+def test_finetune_command_runs_evaluates_and_reloads(tmp_path, reach_base, algo):
+    base, demos = reach_base
+    run = tmp_path / "run"
+    args = [*CLI, "train", *algo.split(), "task=reach", f"base={base}", "env.reward_type=sparse"]
+    args += ["total_steps=60", "learning_starts=20", "eval_every=60", "eval_episodes=2"]
+    args += [f"out={run}", "progress=false", "algo.hidden=[32]", "algo.batch_size=16"]
+    if algo == "algo=residual":
+        args += [f"demos={demos}", "algo.critic_warmup=5"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert (run / "base" / "policy.json").exists()
+    rows = (run / "eval.csv").read_text().splitlines()
+    assert len(rows) == 2 and int(rows[1].split(",")[0]) >= 60
+    out = subprocess.run(
+        [*CLI, "eval", f"ckpt={run}", "episodes=2", "num_envs=2", f"video={tmp_path / 'v.mp4'}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "v.mp4").stat().st_size > 1000
+
+
+def test_dsrl_refuses_demos_and_finetuning_needs_a_base(tmp_path, reach_base):
+    base, demos = reach_base
+    out = subprocess.run(
+        [*CLI, "train", "algo=dsrl", "task=reach", f"base={base}", f"demos={demos}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "noise space" in out.stderr
+    out = subprocess.run(
+        [*CLI, "train", "algo=residual", "task=reach"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 2 and "base=PATH" in out.stderr
+
+
+def test_non_finite_latent_is_refused_before_reaching_the_env():
+    env = LatentSteeringEnv(GymBatchedEnv("Pendulum-v1", 1), pendulum_base(), 1.5)
+    env.reset(seed=0)
+    with pytest.raises(FloatingPointError, match="latent"):
+        env.step(torch.full((1, 4), np.nan))
