@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from sample_efficiency import ensure_demos
+from sample_efficiency import ensure_demos, mean_curve_row
 
 from robot_rl.cli.commands import success_text
 from robot_rl.cli.main import compose
-from robot_rl.rl.plot import plot_runs, read_eval
+from robot_rl.rl.plot import plot_runs
 from robot_rl.rl.trainer import Trainer
 
 METHODS = {
@@ -101,16 +100,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for method, dirs in runs.items():
-        curves = [read_eval(d) for d in dirs]
-        length = min(len(c["env_step"]) for c in curves)
-        mean = np.array([c["success_rate"][:length] for c in curves]).mean(0)
-        walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
-        steps = curves[0]["env_step"][:length]
-        hit = np.flatnonzero(mean >= args.threshold)
-        reach = f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}"
-        wall = f"{walls[hit[0]]:.0f}" if len(hit) else "-"
-        per_k = 1000 * walls[-1] / steps[-1]
-        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall} | {per_k:.0f} |")
+        row = mean_curve_row(dirs, "success_rate", args.threshold)
+        print(
+            f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
+            f"| {row['s_per_1k']:.0f} |"
+        )
     rlpd = sorted(out.glob(f"rlpd-{args.task}-s*"))
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs] + [str(d) for d in rlpd],

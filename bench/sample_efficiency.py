@@ -92,6 +92,23 @@ def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, re
     eval_env.close()
 
 
+def mean_curve_row(dirs: list[Path], metric: str, threshold: float) -> dict:
+    """Over seeds: the final mean ``metric``, the env steps and wall-clock at which the mean
+    curve first reaches ``threshold``, and seconds per 1k env steps."""
+    curves = [read_eval(d) for d in dirs]
+    length = min(len(c["env_step"]) for c in curves)
+    mean = np.array([c[metric][:length] for c in curves]).mean(0)
+    walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
+    steps = curves[0]["env_step"][:length]
+    hit = np.flatnonzero(mean >= threshold)
+    return {
+        "final": mean[-1],
+        "reach": f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}",
+        "wall": f"{walls[hit[0]]:.0f}" if len(hit) else "-",
+        "s_per_1k": 1000 * walls[-1] / steps[-1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="peg_insert")
@@ -148,16 +165,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for method, dirs in runs.items():
-        curves = [read_eval(d) for d in dirs]
-        length = min(len(c["env_step"]) for c in curves)
-        mean = np.array([c[metric][:length] for c in curves]).mean(0)
-        walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
-        steps = curves[0]["env_step"][:length]
-        hit = np.flatnonzero(mean >= args.threshold)
-        reach = f"{steps[hit[0]]:.0f}" if len(hit) else f"not within {steps[-1]:.0f}"
-        wall = f"{walls[hit[0]]:.0f}" if len(hit) else "-"
-        rate = steps[-1] / walls[-1]
-        print(f"| {method} | {len(dirs)} | {mean[-1]:.2f} | {reach} | {wall} | {rate:.0f} |")
+        row = mean_curve_row(dirs, metric, args.threshold)
+        rate = 1000 / row["s_per_1k"]
+        print(
+            f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
+            f"| {rate:.0f} |"
+        )
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],
         out / f"curves-{args.task.replace(':', '-')}.png",

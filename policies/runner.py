@@ -83,6 +83,3 @@ class ChunkRunner:
         action = self.peek()
         self.left -= 1
         return action
-
-    def eval(self) -> ChunkRunner:
-        return self

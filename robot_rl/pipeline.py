@@ -5,6 +5,8 @@ exists in ``out`` is reused (``fresh=true`` redoes everything)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -56,7 +58,7 @@ def _compose(command: str, overrides: list[str]):
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    from robot_rl.cli.commands import video_of
+    from robot_rl.cli.commands import success_text, video_of
     from robot_rl.data.collect import collect_episodes
     from robot_rl.data.episode_store import EpisodeStore
     from robot_rl.policies import load_policy
@@ -120,9 +122,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     t0 = time.time()
     env = make_env(cfg.task, 8, "state", "cpu", env_settings)
     try:
-        before = evaluate_policy(base, env, cfg.eval_episodes, eval_seed, cfg.seed)
+        with _status(cfg, f"evaluating the base policy over {cfg.eval_episodes} episodes"):
+            before = evaluate_policy(base, env, cfg.eval_episodes, eval_seed, cfg.seed)
     finally:
         env.close()
+    console.print(f"base policy: success {success_text(before)}")
     times["eval before"] = time.time() - t0
 
     # 4. online fine-tuning
@@ -164,7 +168,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         train_cfg.algo, make_env(cfg.task, 8, "state", "cpu", env_settings), run_base, cfg.seed
     )
     try:
-        after = evaluate(agent, env, cfg.eval_episodes, eval_seed)
+        with _status(cfg, f"evaluating the fine-tuned policy over {cfg.eval_episodes} episodes"):
+            after = evaluate(agent, env, cfg.eval_episodes, eval_seed)
     finally:
         env.close()
     times["eval after"] = time.time() - t0
@@ -175,17 +180,18 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     )
     one_env = lambda: make_env(cfg.task, 1, "state", "cpu", env_settings)  # noqa: E731
     runner = ChunkRunner(base, 1, seed=cfg.seed)
-    video_of(
-        runner,
-        lambda e: e,
-        one_env(),
-        str(out / "base_policy.mp4"),
-        eval_seed,
-        2,
-        runner.episode_done,
-    )
     wrap = lambda e: wrap_env(train_cfg.algo, e, run_base, cfg.seed)  # noqa: E731
-    video_of(agent, wrap, one_env(), str(out / "finetuned_policy.mp4"), eval_seed, 2)
+    with _status(cfg, "rendering videos"):
+        video_of(
+            runner,
+            lambda e: e,
+            one_env(),
+            str(out / "base_policy.mp4"),
+            eval_seed,
+            2,
+            runner.episode_done,
+        )
+        video_of(agent, wrap, one_env(), str(out / "finetuned_policy.mp4"), eval_seed, 2)
     summary = {
         "before": before,
         "after": after,
@@ -194,6 +200,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         "curve": str(curve),
         "run_dir": str(run_dir),
     }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_table(cfg, summary)
     return summary
 
@@ -208,21 +215,23 @@ def _plus_env(override: str) -> str:
     return f"+{override}" if override.startswith("env.") else override
 
 
-def _steps_done(run_dir: Path) -> int:
-    import json
+def _status(cfg: PipelineConfig, text: str):
+    return console.status(text) if cfg.progress else contextlib.nullcontext()
 
+
+def _steps_done(run_dir: Path) -> int:
     return int(json.loads((run_dir / "checkpoint" / "config.json").read_text())["step"])
 
 
 def _print_table(cfg: PipelineConfig, s: dict[str, Any]) -> None:
-    from robot_rl.cli.commands import success_text
-
     table = Table(
         title=f"{cfg.task}: {cfg.policy} base policy from {cfg.demos} demos, "
         f"fine-tuned with {cfg.algo} for {s['steps']} env steps"
     )
     for col in ("policy", f"success over {cfg.eval_episodes} episodes (95% CI)", "return"):
         table.add_column(col)
+    from robot_rl.cli.commands import success_text
+
     for name, r in (("base (BC)", s["before"]), (f"fine-tuned ({cfg.algo})", s["after"])):
         table.add_row(name, success_text(r), f"{r['return_mean']:.2f} ± {r['return_ci95']:.2f}")
     console.print(table)

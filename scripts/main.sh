@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (MuJoCo simulation): scripted demonstrations of PickCube
-# to zarr, then a rendered expert rollout video. Outputs land in outputs/.
+# The main job on the embedded default (MuJoCo simulation), end to end: 50 scripted PickCube
+# demonstrations -> a diffusion policy trained by BC -> its success rate -> online fine-tuning
+# with DSRL -> the success rate after, a learning curve and videos, in outputs/pipeline/.
+# Extra arguments go to `robot-rl pipeline` (e.g. algo=residual, task=peg_insert, fresh=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
 scripts/setup_env.sh .venv
-.venv/bin/robot-rl collect task=pick_cube episodes=20 out=outputs/demos.zarr "$@"
-.venv/bin/robot-rl rollout task=pick_cube policy=expert episodes=2 video=outputs/rollout.mp4
+.venv/bin/robot-rl pipeline "$@"

@@ -148,3 +148,23 @@ def test_bc_command_trains_saves_and_evaluates(tmp_path, policy):
     assert "success" in out.stdout + out.stderr
     loaded = load_policy(tmp_path / "bc" / "policy")
     assert loaded.kind == policy and set(loaded.obs_shapes) == {"state"}
+
+
+@pytest.mark.parametrize("kind", ["mlp", "diffusion"])
+def test_pixel_conditioning_trains_the_conv_encoder(kind):
+    torch.manual_seed(0)
+    shapes = {"front": (64, 64, 3), "state": (4,)}
+    if kind == "mlp":
+        policy = MLPPolicy(MLPPolicyConfig(hidden=[32], obs_horizon=2), shapes, 3)
+    else:
+        cfg = DiffusionPolicyConfig(hidden=[32], obs_horizon=2, inference_steps=3)
+        policy = DiffusionPolicy(cfg, shapes, 3)
+    obs = {
+        "front": torch.randint(0, 255, (8, 2, 64, 64, 3), dtype=torch.uint8),
+        "state": torch.randn(8, 2, 4),
+    }
+    loss, _ = policy.compute_loss({"obs": obs, "action": torch.rand(8, 4, 3) * 2 - 1})
+    loss.backward()
+    conv = policy.encoder.encoders["front"].convs[0].weight
+    assert conv.grad is not None and float(conv.grad.abs().sum()) > 0
+    assert policy.predict_action(obs).shape == (8, 4, 3)

@@ -1,5 +1,6 @@
 """Fine-tuning a frozen base policy: residual RL and DSRL invariants, on real envs."""
 
+import json
 import subprocess
 import sys
 
@@ -255,3 +256,23 @@ def test_non_finite_latent_is_refused_before_reaching_the_env():
     env.reset(seed=0)
     with pytest.raises(FloatingPointError, match="latent"):
         env.step(torch.full((1, 4), np.nan))
+
+
+def test_pipeline_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+    out = tmp_path / "pipe"
+    args = [*CLI, "pipeline", "task=reach", "demos=3", "bc_steps=20", "finetune_steps=40"]
+    args += ["eval_episodes=2", f"out={out}", "progress=false"]
+    args += ['bc_overrides=["policy.hidden=[32]","policy.inference_steps=3"]']
+    args += ['overrides=["algo.hidden=[32]","algo.batch_size=16","learning_starts=20"]']
+    first = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr
+    assert "base (BC)" in first.stderr and "fine-tuned (dsrl)" in first.stderr
+    for name in ("learning_curve.png", "base_policy.mp4", "finetuned_policy.mp4", "summary.json"):
+        assert (out / name).stat().st_size > 1000 or name == "summary.json", name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] >= 40 and 0.0 <= summary["after"]["success_rate"] <= 1.0
+    weights = out / "bc" / "policy" / "policy.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert weights.stat().st_mtime_ns == stamp  # the BC stage was reused, not retrained
