@@ -32,6 +32,7 @@ class Recorder(BatchedEnv):
 
     def __init__(self, env):
         self.env, self.actions, self.rewards = env, [], []
+        self.runtime = getattr(env, "runtime", None)
         self.num_envs, self.device = env.num_envs, env.device
         self.single_observation_space = env.single_observation_space
         self.single_action_space = env.single_action_space
@@ -276,3 +277,23 @@ def test_pipeline_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     assert weights.stat().st_mtime_ns == stamp  # the BC stage was reused, not retrained
+
+
+def test_residual_leaves_the_gripper_to_the_base_on_our_tasks():
+    from robot_rl.rl.agents import wrap_env
+    from robot_rl.rl.envs import make_env
+
+    inner = Recorder(make_env("reach", 2))
+    shapes = {k: s for k, (s, _) in obs_shapes(inner).items()}
+    torch.manual_seed(0)
+    cfg = DiffusionPolicyConfig(hidden=[32], inference_steps=2)
+    base = DiffusionPolicy(cfg, shapes, 7).eval().requires_grad_(False)
+    env = wrap_env(ResidualConfig(action_scale=0.2), inner, base, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        base_action = obs["base_action"].clone()
+        obs, *_ = env.step(torch.ones(2, 7))
+        sent = inner.actions[-1]
+        assert torch.equal(sent[:, 6], base_action[:, 6])
+        torch.testing.assert_close(sent[:, :6], (base_action[:, :6] + 0.2).clamp(-1, 1))
+    env.close()

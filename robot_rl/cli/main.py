@@ -18,7 +18,7 @@ from robot_rl.cli import commands
 SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
     "collect": ("collect scripted/random episodes into a zarr store", commands.collect),
     "rollout": ("roll out a policy and write a video", commands.rollout),
-    "train": ("train SAC/RLPD or FastTD3 on a task", commands.train),
+    "train": ("train SAC/RLPD, FastTD3, or fine-tune a base (residual, dsrl)", commands.train),
     "eval": ("evaluate a checkpoint (success rate, return, video)", commands.evaluate),
     "plot": ("plot learning curves of run directories to a PNG", commands.plot),
     "bc": ("train a BC base policy (mlp or diffusion) from demos and evaluate it", commands.bc),

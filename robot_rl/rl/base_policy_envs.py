@@ -117,9 +117,17 @@ def _where_rows(mask: torch.Tensor, new: dict, old: dict) -> dict:
 
 
 class ResidualEnv(_Wrapper):
-    def __init__(self, env: BatchedEnv, policy: BasePolicy, action_scale: float, seed: int = 0):
+    def __init__(
+        self,
+        env: BatchedEnv,
+        policy: BasePolicy,
+        action_scale: float,
+        seed: int = 0,
+        base_only_dims: list[int] | None = None,
+    ):
         super().__init__(env, policy)
-        self.scale = action_scale
+        self.scale = torch.full((policy.action_dim,), float(action_scale), device=env.device)
+        self.scale[list(base_only_dims or [])] = 0.0  # these dims follow the base alone
         self.runner = ChunkRunner(policy, env.num_envs, seed=seed)
         self._bootstrap_gen = torch.Generator(device=policy.action_low.device)
         self._bootstrap_gen.manual_seed(seed + 1)
@@ -143,7 +151,8 @@ class ResidualEnv(_Wrapper):
         return torch.zeros(self.num_envs, self.single_action_space.shape[0], device=self.device)
 
     def executed(self, residual: torch.Tensor) -> torch.Tensor:
-        """base + action_scale * residual, clamped to the action bounds; (N, A)."""
+        """base + action_scale * residual, clamped to the action bounds; (N, A). Dims left to
+        the base have a scale of 0."""
         return torch.clamp(self._base + self.scale * residual.clamp(-1.0, 1.0), self.low, self.high)
 
     def step(self, action: torch.Tensor, autoreset: bool = True):
@@ -174,7 +183,9 @@ class ResidualEnv(_Wrapper):
         history = {k: v[window] for k, v in obs.items()}  # (T + 1, To, ...)
         base = self.policy.predict_action(history, generator=self._bootstrap_gen)[:, 0]
         base, final_base = base[:-1], base[-1]
-        residual = ((steps["action"].to(dev) - base) / self.scale).clamp(-1.0, 1.0)
+        scale = torch.where(self.scale > 0, self.scale, 1.0)
+        residual = ((steps["action"].to(dev) - base) / scale).clamp(-1.0, 1.0)
+        residual = torch.where(self.scale > 0, residual, 0.0)
         return (
             {**steps, "base_action": base.cpu(), "action": residual.cpu()},
             {**final, "base_action": final_base.cpu()},

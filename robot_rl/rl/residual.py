@@ -39,8 +39,9 @@ class ResidualConfig:
     """Critics in the random subset whose minimum forms the target."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden sizes of actor and critics."""
-    actor_lr: float = 1e-4
-    """Actor learning rate (the paper's real-robot runs use 1e-6; see the README)."""
+    actor_lr: float = 1e-6
+    """Actor learning rate (ResFiT's 1e-6: with Adam every weight moves ~lr per step, so a
+    larger rate lets the residual outrun what the critic knows)."""
     critic_lr: float = 1e-4
     """Critic learning rate."""
     tau: float = 0.005
@@ -57,8 +58,12 @@ class ResidualConfig:
     """n-step returns."""
     critic_warmup: int = 1000
     """Env steps of critic-only learning before the actor moves."""
-    exploration_std: float = 0.1
-    """Gaussian exploration noise on the residual, in action units."""
+    exploration_std: float = 0.01
+    """Gaussian exploration noise on the residual, in action units (small: a BC base driving
+    delta-pose actions drifts off its data under per-step noise of a few hundredths)."""
+    base_only_dims: list[int] | None = None
+    """Action dims the residual leaves to the base policy; None: the gripper of our tasks (a
+    residual on a position-controlled gripper only weakens the grasp), none for gym envs."""
     target_noise: float = 0.05
     """Target policy smoothing noise std, in action units."""
     target_noise_clip: float = 0.3
