@@ -253,3 +253,31 @@ def test_non_finite_loss_is_reported_with_the_step(tmp_path):
             trainer._check_losses({"loss/critic": torch.tensor(float("nan"))})
     finally:
         trainer.close()
+
+
+class _TwoSpeedEnv:
+    """Env 0 succeeds after 1 step, env 1 fails after 10: an evaluator that takes the first
+    episodes to finish would report mostly successes."""
+
+    num_envs = 2
+
+    def reset(self, seed=None):
+        self.t = torch.zeros(2, dtype=torch.long)
+        return {"state": torch.zeros(2, 1)}, {}
+
+    def step(self, action):
+        self.t += 1
+        done = torch.tensor([True, bool(self.t[1] % 10 == 0)])
+        info = {"success": torch.tensor([1.0, 0.0])}
+        return {"state": torch.zeros(2, 1)}, done.float(), done, torch.zeros(2, dtype=bool), info
+
+
+def test_evaluation_gives_each_env_its_share_of_episodes():
+    from robot_rl.rl.trainer import evaluate
+
+    class Agent:
+        def act(self, obs, deterministic=True):
+            return torch.zeros(2, 1)
+
+    result = evaluate(Agent(), _TwoSpeedEnv(), 10, seed=0)
+    assert result["success_rate"] == 0.5

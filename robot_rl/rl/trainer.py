@@ -87,21 +87,27 @@ def resolve_device(name: str) -> torch.device:
 def evaluate(
     agent, env: BatchedEnv, episodes: int, seed: int, episode_done=None
 ) -> dict[str, float]:
-    """Deterministic rollouts until ``episodes`` finish: success rate, mean return, and 95%
-    intervals (Wilson for success, normal for return). ``episode_done(done)`` is told which
-    envs ended after every step (for policies that keep per-episode state)."""
+    """Deterministic rollouts of ``episodes`` episodes: success rate, mean return, and 95%
+    intervals (Wilson for success, normal for return). Each env is given its share of the
+    episodes up front, so short (often successful) episodes are not over-counted as they would
+    be by taking the first ones to finish. ``episode_done(done)`` is told which envs ended
+    after every step (for policies that keep per-episode state)."""
+    n = env.num_envs
+    quota = torch.tensor([episodes // n + (i < episodes % n) for i in range(n)])
     obs, _ = env.reset(seed=seed)
     returns, successes = [], []
-    running = torch.zeros(env.num_envs)
-    while len(returns) < episodes:
+    running, finished = torch.zeros(n), torch.zeros(n, dtype=torch.long)
+    while bool((finished < quota).any()):
         obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
         running += reward.cpu()
+        done = (terminated | truncated).cpu()
         if episode_done is not None:
-            episode_done(terminated | truncated)
-        for i in torch.nonzero((terminated | truncated).cpu()).flatten().tolist():
-            if len(returns) < episodes:
+            episode_done(done)
+        for i in torch.nonzero(done).flatten().tolist():
+            if finished[i] < quota[i]:
                 returns.append(float(running[i]))
                 successes.append(float(info["success"][i]) if "success" in info else math.nan)
+            finished[i] += 1
             running[i] = 0.0
     return summarize(np.array(returns), np.array(successes))
 
