@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--bc-steps", type=int, default=6000)
     parser.add_argument("--base", default="diffusion", help="base policy kind to fine-tune")
     parser.add_argument("--finetune-demos", type=int, default=50)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--threshold", type=float, default=0.95)

@@ -71,12 +71,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from robot_rl.sim.registry import make_task, task_config
     from robot_rl.sim.tasks.base import TaskRuntime
 
+    if cfg.algo not in ("dsrl", "residual"):
+        raise ValueError(f"algo must be dsrl or residual, got {cfg.algo!r}")
+    if cfg.algo == "dsrl" and cfg.policy != "diffusion":
+        raise ValueError("algo=dsrl steers a diffusion policy: use policy=diffusion")
     out = Path(cfg.out)
     if cfg.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.algo not in ("dsrl", "residual"):
-        raise ValueError(f"algo must be dsrl or residual, got {cfg.algo!r}")
     env_settings = {"reward_type": "sparse"}  # success as reward, as on the real robot
     times: dict[str, float] = {}
 
