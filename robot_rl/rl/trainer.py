@@ -186,8 +186,9 @@ class Trainer:
             keys = self.agent.encoder.vector_keys
             self.agent.encoder.update_norm({k: self.demo.obs[k][0][valid] for k in keys})
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.base is not None:  # keep the run self-contained: its checkpoints need the base
-            shutil.copytree(Path(cfg.base), self.run_dir / "base", dirs_exist_ok=True)
+        kept_base = self.run_dir / "base"  # a self-contained run: its checkpoints need the base
+        if self.base is not None and Path(cfg.base).resolve() != kept_base.resolve():
+            shutil.copytree(Path(cfg.base), kept_base, dirs_exist_ok=True)
         self.step = 0
         self.wall_offset = 0.0
         if cfg.resume:
