@@ -61,7 +61,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from robot_rl.cli.commands import success_text, video_of
     from robot_rl.data.collect import collect_episodes
     from robot_rl.data.episode_store import EpisodeStore
-    from robot_rl.policies import load_policy
+    from robot_rl.policies import load_policy, read_policy_config
     from robot_rl.policies.runner import ChunkRunner
     from robot_rl.policies.train import evaluate_policy, train_bc
     from robot_rl.rl.agents import wrap_env
@@ -84,7 +84,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     # 1. scripted demonstrations
     t0, demos = time.time(), out / "demos.zarr"
-    have = EpisodeStore(demos).num_episodes if demos.exists() else 0
+    have = 0
+    if demos.exists():
+        store = EpisodeStore(demos)
+        _same(demos, "task", store.attrs.get("task"), cfg.task)
+        have = store.num_episodes
     if have < cfg.demos:
         rt = TaskRuntime(make_task(cfg.task, task_config(cfg.task, **env_settings)), 8)
         try:
@@ -119,6 +123,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         )
         train_bc(bc_cfg)
     times["bc"] = time.time() - t0
+    _same(base_dir, "policy", read_policy_config(base_dir)["kind"], cfg.policy)
     base = load_policy(base_dir)
     eval_seed = cfg.seed + 50_000
     t0 = time.time()
@@ -152,6 +157,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.algo == "residual":
         train_cfg = replace(train_cfg, demos=str(demos))
     done = (run_dir / "checkpoint" / "config.json").exists()
+    if done:
+        _same(run_dir, "algo", _run_config(run_dir)["train"]["algo"]["name"], cfg.algo)
     if done and _steps_done(run_dir) < cfg.finetune_steps:
         train_cfg = replace(train_cfg, resume=str(run_dir))
         done = False
@@ -221,8 +228,21 @@ def _status(cfg: PipelineConfig, text: str):
     return console.status(text) if cfg.progress else contextlib.nullcontext()
 
 
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "checkpoint" / "config.json").read_text())
+
+
 def _steps_done(run_dir: Path) -> int:
-    return int(json.loads((run_dir / "checkpoint" / "config.json").read_text())["step"])
+    return int(_run_config(run_dir)["step"])
+
+
+def _same(path: Path, key: str, found: Any, wanted: Any) -> None:
+    """A reused stage output must match the settings of this run."""
+    if found != wanted:
+        raise ValueError(
+            f"{path} holds {key}={found!r} but this run asks for {key}={wanted!r}; "
+            "use another out= or fresh=true"
+        )
 
 
 def _print_table(cfg: PipelineConfig, s: dict[str, Any]) -> None:
