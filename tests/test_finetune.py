@@ -277,6 +277,9 @@ def test_pipeline_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
     assert weights.stat().st_mtime_ns == stamp  # the BC stage was reused, not retrained
+    other = [a for a in args if not a.startswith("overrides")] + ["policy=mlp", "algo=residual"]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "policy='diffusion'" in refused.stderr
 
 
 def test_residual_leaves_the_gripper_to_the_base_on_our_tasks():
