@@ -9,9 +9,11 @@ weights.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,32 @@ from robot_rl.rl.networks import ObsEncoder, random_shift
 WEIGHTS, CONFIG = "policy.safetensors", "policy.json"
 
 
-class BasePolicy(nn.Module):
+@dataclass
+class ChunkPolicyConfig:
+    """Settings every base policy shares; each kind adds its own."""
+
+    name: str = ""
+    """Policy type."""
+    obs_horizon: int = 1
+    """Observations the policy sees (To)."""
+    action_horizon: int = 4
+    """Actions predicted and executed per inference (Ta)."""
+    hidden: list[int] = field(default_factory=lambda: [512, 512, 512])
+    """Hidden layer sizes (of the denoiser, for diffusion)."""
+    image_feature_dim: int = 64
+    """Features per camera from the conv encoder."""
+    augment: bool = True
+    """DrQ random shifts on images while training."""
+
+
+class BasePolicy(nn.Module, abc.ABC):
     """Shared plumbing: observation encoding over a history, action (de)normalisation."""
 
     kind: str = ""
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: ChunkPolicyConfig,
         obs_shapes: dict[str, tuple[int, ...]],
         action_dim: int,
         action_low: float = -1.0,
@@ -68,6 +88,7 @@ class BasePolicy(nn.Module):
         return self.encoder(flat).reshape(b, -1)
 
     # -- interface ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def predict_action(
         self,
         obs: dict[str, torch.Tensor],
@@ -75,10 +96,11 @@ class BasePolicy(nn.Module):
         generator: torch.Generator | None = None,
         deterministic: bool = False,
     ) -> torch.Tensor:
-        raise NotImplementedError
+        """Action chunks (B, Ta, A) for observation histories ``obs[k]`` (B, To, ...)."""
 
+    @abc.abstractmethod
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        """Training loss on a ``ChunkDataset`` batch, and metrics to log."""
 
     # -- storage --------------------------------------------------------------------------------
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -12,36 +12,26 @@ Shapes: chunk x (B, Ta, A); noise w (B, Ta, A) or flattened (B, Ta * A).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_rl.policies.base import BasePolicy
+from robot_rl.policies.base import BasePolicy, ChunkPolicyConfig
 from robot_rl.rl.networks import mlp
 
 
 @dataclass
-class DiffusionPolicyConfig:
+class DiffusionPolicyConfig(ChunkPolicyConfig):
     name: str = "diffusion"
-    """Policy type."""
-    obs_horizon: int = 1
-    """Observations the policy sees (To)."""
-    action_horizon: int = 4
-    """Actions predicted and executed per inference (Ta); DSRL's latent is Ta x A."""
-    hidden: list[int] = field(default_factory=lambda: [512, 512, 512])
-    """Denoiser MLP hidden sizes."""
+    """Policy type (DSRL's latent is action_horizon x action_dim)."""
     time_embed_dim: int = 64
     """Sinusoidal timestep embedding size."""
     train_steps: int = 100
     """Diffusion steps of the DDPM training chain."""
     inference_steps: int = 10
     """DDIM steps at inference."""
-    image_feature_dim: int = 64
-    """Features per camera from the conv encoder."""
-    augment: bool = True
-    """DrQ random shifts on images while training."""
 
 
 def cosine_alpha_bars(steps: int, s: float = 0.008) -> torch.Tensor:

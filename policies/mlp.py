@@ -4,31 +4,21 @@ or Gaussian (negative log-likelihood, mean at deployment unless asked to sample)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from robot_rl.policies.base import BasePolicy
+from robot_rl.policies.base import BasePolicy, ChunkPolicyConfig
 from robot_rl.rl.networks import mlp
 
 
 @dataclass
-class MLPPolicyConfig:
+class MLPPolicyConfig(ChunkPolicyConfig):
     name: str = "mlp"
     """Policy type."""
-    obs_horizon: int = 1
-    """Observations the policy sees (To)."""
-    action_horizon: int = 4
-    """Actions predicted and executed per inference (Ta)."""
-    hidden: list[int] = field(default_factory=lambda: [512, 512, 512])
-    """Hidden layer sizes."""
     gaussian: bool = False
     """Gaussian head trained by likelihood instead of a deterministic MSE head."""
-    image_feature_dim: int = 64
-    """Features per camera from the conv encoder."""
-    augment: bool = True
-    """DrQ random shifts on images while training."""
 
 
 class MLPPolicy(BasePolicy):

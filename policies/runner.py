@@ -38,10 +38,12 @@ class ChunkRunner:
             out[k] = torch.where(mask, v.unsqueeze(1).expand_as(rolled), rolled)
         return out
 
-    def observe(self, obs: dict[str, torch.Tensor]) -> None:
-        """Push the newest observations into each env's history."""
-        self.history = self.pushed(obs)
-        self.fresh[:] = False
+    def observe(self, obs: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
+        """Push the newest observations into the history of the envs in ``rows`` (N,) bool."""
+        pushed = self.pushed(obs)
+        for k, v in pushed.items():
+            self.history[k] = torch.where(rows.view(-1, *[1] * (v.dim() - 1)), v, self.history[k])
+        self.fresh &= ~rows
 
     @torch.no_grad()
     def next_action_after(
@@ -76,10 +78,18 @@ class ChunkRunner:
         return self.queue[torch.arange(self.num_envs, device=index.device), index]
 
     @torch.no_grad()
-    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = True) -> torch.Tensor:
-        """Next action per env, (N, A): pops the queue, predicting where it ran out."""
-        self.observe(obs)
-        self.refill(self.left == 0)
+    def act(
+        self,
+        obs: dict[str, torch.Tensor],
+        deterministic: bool = True,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next action per env, (N, A): pops the queue, predicting where it ran out. With
+        ``rows`` (N,) bool only those envs observe and advance; the others' entries are their
+        queued next action."""
+        rows = torch.ones_like(self.fresh) if rows is None else rows.to(self.fresh.device)
+        self.observe(obs, rows)
+        self.refill((self.left == 0) & rows)
         action = self.peek()
-        self.left -= 1
+        self.left -= rows.long()
         return action

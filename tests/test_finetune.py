@@ -300,3 +300,28 @@ def test_residual_leaves_the_gripper_to_the_base_on_our_tasks():
         assert torch.equal(sent[:, 6], base_action[:, 6])
         torch.testing.assert_close(sent[:, :6], (base_action[:, :6] + 0.2).clamp(-1, 1))
     env.close()
+
+
+def test_wrappers_hold_ended_episodes_until_reset_envs():
+    base = pendulum_base(horizon=4)
+    rows = []
+    original = base.predict_action
+    base.predict_action = lambda obs, **kw: rows.append(len(obs["state"])) or original(obs, **kw)
+    res = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), base, 0.2, seed=0)
+    lat = LatentSteeringEnv(GymBatchedEnv("Pendulum-v1", 2), base, 1.5)
+    res.reset(seed=0)
+    lat.reset(seed=0)
+    for _ in range(200):
+        obs, _, _, trunc, info = res.step(torch.zeros(2, 1), autoreset=False)
+    assert bool(trunc.all()) and torch.equal(obs["state"], info["final_obs"]["state"])
+    kept = obs["base_action"][1].clone()
+    rows.clear()
+    obs = res.reset_envs(torch.tensor([True, False]))
+    assert rows == [1]  # a fresh chunk for the reset env only
+    assert not torch.equal(obs["state"][0], info["final_obs"]["state"][0])
+    assert torch.equal(obs["state"][1], info["final_obs"]["state"][1])
+    assert torch.equal(obs["base_action"][1], kept)
+    for _ in range(50):
+        obs, _, _, trunc, info = lat.step(torch.zeros(2, 4), autoreset=False)
+    assert bool(trunc.all()) and torch.equal(obs["state"], info["final_obs"]["state"])
+    assert not torch.equal(lat.reset_envs(torch.tensor([True, True]))["state"], obs["state"])

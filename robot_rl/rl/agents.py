@@ -36,8 +36,6 @@ def build_agent(
     base=None,
 ) -> torch.nn.Module:
     shapes = {k: shape for k, (shape, _) in obs_shapes.items()}
-    if isinstance(algo, SACConfig):
-        return SAC(algo, shapes, action_dim).to(device)
     if isinstance(algo, FastTD3Config):
         return FastTD3(algo, shapes, action_dim, num_envs, device)
     if isinstance(algo, ResidualConfig):
@@ -46,6 +44,8 @@ def build_agent(
         if algo.variant == "sac":
             return SAC(algo.as_sac(), shapes, action_dim).to(device)
         return DSRLNA(algo, shapes, action_dim, base).to(device)
+    if isinstance(algo, SACConfig):  # after DSRLConfig, which extends it
+        return SAC(algo, shapes, action_dim).to(device)
     raise ValueError(f"unknown algo config {type(algo).__name__}")
 
 

@@ -41,9 +41,6 @@ class _Wrapper(BatchedEnv):
         self.num_envs, self.device = env.num_envs, env.device
         self.runtime = getattr(env, "runtime", None)
 
-    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError("fine-tuning wrappers always autoreset")
-
     def close(self) -> None:
         self.env.close()
 
@@ -70,6 +67,10 @@ class LatentSteeringEnv(_Wrapper):
     def reset(self, seed: int | None = None):
         self._obs, info = self.env.reset(seed=seed)
         return self._obs, info
+
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._obs = self.env.reset_envs(mask)
+        return self._obs
 
     def random_action(self) -> torch.Tensor:
         """Warm-up actions: latents w ~ N(0, I), i.e. the base policy's own sampling (clipped to
@@ -106,7 +107,7 @@ class LatentSteeringEnv(_Wrapper):
             if not bool(alive.any()):
                 break
         done = terminated | truncated
-        self._obs = self.env.reset_envs(done) if bool(done.any()) else final
+        self._obs = self.env.reset_envs(done) if autoreset and bool(done.any()) else final
         out = {"final_obs": final, "success": success, "done": done, "env_steps": env_steps}
         return self._obs, reward, terminated, truncated, out
 
@@ -155,15 +156,23 @@ class ResidualEnv(_Wrapper):
         the base have a scale of 0."""
         return torch.clamp(self._base + self.scale * residual.clamp(-1.0, 1.0), self.low, self.high)
 
+    def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs = self.env.reset_envs(mask)
+        self.runner.episode_done(mask)
+        fresh = self.runner.act(obs, rows=mask)
+        self._base = torch.where(mask.to(fresh.device)[:, None], fresh, self._base)
+        return {**obs, "base_action": self._base}
+
     def step(self, action: torch.Tensor, autoreset: bool = True):
         _check_finite(action, "residual action")
-        obs, reward, terminated, truncated, info = self.env.step(self.executed(action))
+        obs, reward, terminated, truncated, info = self.env.step(self.executed(action), autoreset)
         done = terminated | truncated
         final_base = None
         if bool(done.any()):  # bootstrap from the base's next action at the final observation
             final_base = self.runner.next_action_after(info["final_obs"], self._bootstrap_gen)
-        self.runner.episode_done(done)
-        self._base = self.runner.act(obs)
+        if autoreset:
+            self.runner.episode_done(done)
+        self._base = self.runner.act(obs)  # without autoreset, ended envs' rows are ignored
         final_base = (
             self._base if final_base is None else torch.where(done[:, None], final_base, self._base)
         )

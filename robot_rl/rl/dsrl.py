@@ -16,7 +16,7 @@ Shapes: B batch, L = Ta * A latent/chunk size.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +35,11 @@ from robot_rl.rl.sac import SACConfig
 
 
 @dataclass
-class DSRLConfig:
-    """DSRL settings. The paper uses 3x2048 MLPs and UTD 20 on a GPU; the defaults here are
-    sized for a CPU (see the README)."""
+class DSRLConfig(SACConfig):
+    """DSRL settings: SAC's (``sac.SACConfig``) with these changes. Sized for a CPU: the paper
+    uses 3x2048 MLPs and UTD 20 on a GPU; here 2x256 and 4 updates per chunk. The initial
+    temperature stays small (0.01) and the backup has no entropy term: with a 0/1 success reward
+    and a 28-D latent, an entropy bonus near 1 swamps the reward for the whole of a short run."""
 
     name: str = "dsrl"
     variant: str = "sac"
@@ -45,33 +47,10 @@ class DSRLConfig:
     5x slower per update on a CPU)."""
     action_magnitude: float = 1.5
     """Latent bound: w = action_magnitude * tanh-squashed action."""
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden sizes of actor and critics."""
     num_critics: int = 2
     """Critics per ensemble (action and noise critics)."""
-    critic_subset: int = 2
-    """Critics in the random subset whose minimum forms the target."""
-    lr: float = 3e-4
-    """Learning rate of every network and the temperature."""
-    tau: float = 0.005
-    """Soft target update rate."""
-    gamma: float = 0.99
-    """Discount per chunk."""
-    batch_size: int = 256
-    """Batch size."""
-    utd: int = 4
-    """Updates per chunk (per learner step); the paper uses 20 on a GPU."""
-    init_temperature: float = 0.01
-    """Initial entropy temperature (small: with a 0/1 success reward and a 28-D latent, an
-    entropy bonus near 1 would swamp the reward for the whole of a short run)."""
-    target_entropy: float = 0.0
+    target_entropy: float | None = 0.0
     """Target entropy (the paper's 0)."""
-    entropy_backup: bool = False
-    """Subtract alpha log pi in the critic target."""
-    n_step: int = 1
-    """n-step returns over chunks."""
-    image_feature_dim: int = 64
-    """Features per camera from the conv encoder."""
 
     def __post_init__(self) -> None:
         if self.variant not in ("sac", "na"):
@@ -79,7 +58,7 @@ class DSRLConfig:
 
     def as_sac(self) -> SACConfig:
         """The SAC config of ``variant=sac`` (same settings, acting in noise space)."""
-        shared = {f.name for f in fields(SACConfig)} & {f.name for f in fields(self)} - {"name"}
+        shared = [f.name for f in fields(SACConfig) if f.name != "name"]
         return SACConfig(**{k: getattr(self, k) for k in shared})
 
 

@@ -90,8 +90,7 @@ class ResidualTD3(nn.Module):
         critic_params = list(self.critic.parameters()) + list(self.encoder.encoders.parameters())
         self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        self.register_buffer("learn_calls", torch.zeros((), dtype=torch.long))
+        self.updates = self.learn_calls = 0  # Python counters: no device sync per update
 
     def _units(self, std: float) -> float:
         """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
@@ -109,7 +108,7 @@ class ResidualTD3(nn.Module):
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         self.learn_calls += 1
-        warm = int(self.learn_calls) > self.cfg.critic_warmup
+        warm = self.learn_calls > self.cfg.critic_warmup
         metrics = {}
         for _ in range(self.cfg.utd):
             metrics = self.update(sample(self.cfg.batch_size), update_actor=warm)
@@ -138,7 +137,7 @@ class ResidualTD3(nn.Module):
         nn.utils.clip_grad_norm_(self.critic_opt.param_groups[0]["params"], cfg.grad_clip)
         self.critic_opt.step()
         self.updates += 1
-        if update_actor and int(self.updates) % cfg.actor_every == 0:
+        if update_actor and self.updates % cfg.actor_every == 0:
             features = features.detach()
             self.critic.requires_grad_(False)
             residual = self.actor(features)
