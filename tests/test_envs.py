@@ -128,3 +128,24 @@ def test_batched_worlds_match_single_env():
     np.testing.assert_allclose(b_obs, s_obs, atol=1e-5)
     batched.close()
     single.close()
+
+
+def test_dense_success_pays_the_rest_of_the_episode_so_hovering_never_wins():
+    from robot_rl.sim.experts import EXPERTS
+    from robot_rl.sim.registry import make_task
+    from robot_rl.sim.tasks.base import TaskRuntime
+
+    rt = TaskRuntime(make_task("reach", reward_type="dense"), 1)
+    rt.reset_worlds(np.arange(1))
+    rewards, terminated = [], False
+    while not terminated:
+        reward, term, trunc, info = rt.step(EXPERTS["reach"](rt))
+        rewards.append(float(reward[0]))
+        terminated = bool(term[0])
+        assert not trunc[0]
+    remaining = 80 - len(rewards)
+    shaping = info["reward/reach"][0] + info["reward/success"][0]  # weights 1 and 1
+    assert rewards[-1] == pytest.approx(shaping + 2.0 * remaining)
+    # hovering just outside the goal would earn under 1 per step (reach < 1, no success)
+    assert rewards[-1] > 1.0 * (remaining + 1)
+    rt.close()

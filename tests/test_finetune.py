@@ -71,11 +71,18 @@ def test_residual_at_initialisation_reproduces_base_rollouts_exactly():
     for _ in range(230):
         obs, *_ = env.step(agent.act(obs, deterministic=True))
     assert torch.equal(torch.stack(inner.actions), torch.stack(plain.actions))
-    # and noisy exploration stays within action_scale of the base
+    # whatever the agent asks, the env stays within action_scale of the base
     for _ in range(50):
         base_action = obs["base_action"].clone()
         obs, *_ = env.step(torch.randn(2, 1) * 5)
         assert float((inner.actions[-1] - base_action).abs().max()) <= 0.2 + 1e-6
+    # and so does the agent's own noisy exploration, in what it stores as its action
+    agent.actor.net[-1].weight.data.normal_()
+    for _ in range(50):
+        action = agent.act(obs)
+        assert float((action - obs["base_action"]).abs().max()) <= 0.2 + 1e-6
+        obs, *_ = env.step(action)
+        assert torch.equal(inner.actions[-1], action)  # the replay holds what was executed
 
 
 def test_chunk_reward_is_the_sum_of_its_steps_and_chunks_end_with_the_episode():
@@ -184,13 +191,14 @@ def test_residual_actor_starts_at_zero_and_moves_only_after_critic_warmup():
     agent = ResidualTD3(ResidualConfig(hidden=[32, 32], critic_warmup=3, utd=1), shapes, 1)
     batch = batch_of(env)
     obs = batch["obs"]
-    assert torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+    base = obs["base_action"].clamp(-1, 1)
+    assert torch.equal(agent.act(obs, deterministic=True), base)
     for _ in range(3):
         agent.learn(lambda n: batch)
-    assert torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+    assert torch.equal(agent.act(obs, deterministic=True), base)
     for _ in range(4):
         agent.learn(lambda n: batch)
-    assert not torch.equal(agent.act(obs, deterministic=True), torch.zeros(64, 1))
+    assert not torch.equal(agent.act(obs, deterministic=True), base)
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +233,9 @@ def test_finetune_command_runs_evaluates_and_reloads(tmp_path, reach_base, algo)
     out = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert (run / "base" / "policy.json").exists()
+    if algo == "algo=residual":  # the gripper left to the base is recorded for reloading
+        saved = json.loads((run / "checkpoint" / "config.json").read_text())
+        assert saved["train"]["algo"]["base_only_dims"] == [6]
     rows = (run / "eval.csv").read_text().splitlines()
     assert len(rows) == 2 and int(rows[1].split(",")[0]) >= 60
     out = subprocess.run(
@@ -325,3 +336,28 @@ def test_wrappers_hold_ended_episodes_until_reset_envs():
         obs, _, _, trunc, info = lat.step(torch.zeros(2, 4), autoreset=False)
     assert bool(trunc.all()) and torch.equal(obs["state"], info["final_obs"]["state"])
     assert not torch.equal(lat.reset_envs(torch.tensor([True, True]))["state"], obs["state"])
+
+
+def test_residual_demos_keep_their_executed_actions_and_gain_the_base_action():
+    base = pendulum_base(horizon=4)
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 1), base, 0.2, seed=0)
+    steps = {"state": torch.randn(9, 3), "action": torch.rand(9, 1) * 2 - 1}
+    steps["action"][0] = 1.0  # far from any base action: a residual could not reach it
+    final = {"state": torch.randn(3)}
+    new_steps, new_final = env.relabel(steps, final)
+    assert torch.equal(new_steps["action"], steps["action"])
+    assert new_steps["base_action"].shape == (9, 1) and new_final["base_action"].shape == (1,)
+    assert float(new_steps["base_action"].abs().max()) <= 1.0
+    assert not torch.equal(new_steps["base_action"], steps["action"])
+
+
+def test_residual_l2_term_pulls_the_residual_toward_the_base_action():
+    from robot_rl.rl.losses import ensemble_actor_loss
+
+    residual = torch.tensor([[0.1, -0.2], [0.0, 0.3]], requires_grad=True)
+    q = torch.zeros(3, 2, requires_grad=True)  # a flat critic: only the L2 term acts
+    loss, metrics = ensemble_actor_loss(q, residual, l2_weight=2.0)
+    torch.testing.assert_close(loss, torch.tensor(2.0 * (0.05 + 0.09) / 2))
+    (grad,) = torch.autograd.grad(loss, residual)
+    torch.testing.assert_close(grad, 2.0 * residual.detach())  # d/dr of w * mean_B sum_A r^2
+    assert ensemble_actor_loss(q, residual)[0].item() == 0.0  # off by default (ResFiT's 0)

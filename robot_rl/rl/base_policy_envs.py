@@ -6,8 +6,10 @@ without knowing about chunks or diffusion:
   is the sum of the chunk's step rewards and the chunk is done if any step is. New episodes
   start on chunk boundaries (the inner env runs without autoreset).
 - ``ResidualEnv`` (ResFiT): the observation gains ``base_action``, the base policy's next
-  action (chunks run open-loop, queues cleared at each episode start); the action is a residual
-  in [-1, 1] scaled by ``action_scale``, and base + residual is clamped to the bounds.
+  action (chunks run open-loop, queues cleared at each episode start); the action is the action
+  to execute, which the env holds within ``action_scale`` of the base action (per dim; dims left
+  to the base get 0) and within the bounds. Learners store and critique executed actions, as
+  ResFiT's critic does, so demonstrations enter the replay with the actions actually taken.
 
 Both report ``info["env_steps"]``, the inner env steps taken, so budgets count real steps.
 """
@@ -117,6 +119,13 @@ def _where_rows(mask: torch.Tensor, new: dict, old: dict) -> dict:
     return {k: torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v, old[k]) for k, v in new.items()}
 
 
+def residual_scale(action_scale: float, base_only_dims, action_dim: int, device=None):
+    """Largest residual per action dim, (A,): ``action_scale``, 0 on the dims left to the base."""
+    scale = torch.full((action_dim,), float(action_scale), device=device)
+    scale[list(base_only_dims or [])] = 0.0
+    return scale
+
+
 class ResidualEnv(_Wrapper):
     def __init__(
         self,
@@ -127,13 +136,12 @@ class ResidualEnv(_Wrapper):
         base_only_dims: list[int] | None = None,
     ):
         super().__init__(env, policy)
-        self.scale = torch.full((policy.action_dim,), float(action_scale), device=env.device)
-        self.scale[list(base_only_dims or [])] = 0.0  # these dims follow the base alone
+        self.base_only_dims = sorted(base_only_dims or [])
+        self.scale = residual_scale(action_scale, base_only_dims, policy.action_dim, env.device)
         self.runner = ChunkRunner(policy, env.num_envs, seed=seed)
         self._bootstrap_gen = torch.Generator(device=policy.action_low.device)
         self._bootstrap_gen.manual_seed(seed + 1)
-        a = env.single_action_space
-        self.single_action_space = gym.spaces.Box(-1.0, 1.0, a.shape, np.float32)
+        a = self.single_action_space = env.single_action_space
         spaces = dict(env.single_observation_space.spaces)
         spaces["base_action"] = gym.spaces.Box(a.low, a.high, a.shape, np.float32)
         self.single_observation_space = gym.spaces.Dict(spaces)
@@ -149,12 +157,15 @@ class ResidualEnv(_Wrapper):
 
     def random_action(self) -> torch.Tensor:
         """Warm-up actions: no residual, i.e. the base policy alone (ResFiT's first data)."""
-        return torch.zeros(self.num_envs, self.single_action_space.shape[0], device=self.device)
+        return self._base.clone()
 
-    def executed(self, residual: torch.Tensor) -> torch.Tensor:
-        """base + action_scale * residual, clamped to the action bounds; (N, A). Dims left to
-        the base have a scale of 0."""
-        return torch.clamp(self._base + self.scale * residual.clamp(-1.0, 1.0), self.low, self.high)
+    def executed(self, action: torch.Tensor) -> torch.Tensor:
+        """What reaches the env, (N, A): ``action`` held within ``scale`` of the base action and
+        within the bounds (dims left to the base get exactly the base action)."""
+        near = torch.minimum(
+            torch.maximum(action, self._base - self.scale), self._base + self.scale
+        )
+        return torch.clamp(near, self.low, self.high)
 
     def reset_envs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         obs = self.env.reset_envs(mask)
@@ -164,7 +175,7 @@ class ResidualEnv(_Wrapper):
         return {**obs, "base_action": self._base}
 
     def step(self, action: torch.Tensor, autoreset: bool = True):
-        _check_finite(action, "residual action")
+        _check_finite(action, "action")
         obs, reward, terminated, truncated, info = self.env.step(self.executed(action), autoreset)
         done = terminated | truncated
         final_base = None
@@ -183,19 +194,11 @@ class ResidualEnv(_Wrapper):
     @torch.no_grad()
     def relabel(self, steps: dict, final: dict) -> tuple[dict, dict]:
         """A demo episode for the residual learner: each observation gains the base policy's
-        action there, and the demo action becomes its residual (clipped to [-1, 1]):
-        (demo action - base action) / action_scale."""
+        action there; the demo actions stay as they were executed."""
         dev, keys = self.low.device, list(self.policy.obs_shapes)
         obs = {k: torch.cat([steps[k], final[k][None]]).to(dev) for k in keys}  # (T + 1, ...)
         t = torch.arange(len(obs[keys[0]]), device=dev)
         window = (t[:, None] + torch.arange(1 - self.policy.obs_horizon, 1, device=dev)).clamp(0)
         history = {k: v[window] for k, v in obs.items()}  # (T + 1, To, ...)
         base = self.policy.predict_action(history, generator=self._bootstrap_gen)[:, 0]
-        base, final_base = base[:-1], base[-1]
-        scale = torch.where(self.scale > 0, self.scale, 1.0)
-        residual = ((steps["action"].to(dev) - base) / scale).clamp(-1.0, 1.0)
-        residual = torch.where(self.scale > 0, residual, 0.0)
-        return (
-            {**steps, "base_action": base.cpu(), "action": residual.cpu()},
-            {**final, "base_action": final_base.cpu()},
-        )
+        return {**steps, "base_action": base[:-1].cpu()}, {**final, "base_action": base[-1].cpu()}

@@ -133,7 +133,16 @@ def deterministic_actor_loss(
     return loss, {"loss/actor": loss.detach()}
 
 
-def ensemble_actor_loss(q_pi: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """-mean over critics and batch of Q(s, pi(s)); q_pi (E, B) (the ResFiT/TD3 actor)."""
+def ensemble_actor_loss(
+    q_pi: torch.Tensor, residual: torch.Tensor | None = None, l2_weight: float = 0.0
+) -> tuple[torch.Tensor, dict]:
+    """-mean over critics and batch of Q(s, pi(s)); q_pi (E, B) (the ResFiT/TD3 actor). With a
+    ``residual`` (B, A) in action units, adds ``l2_weight`` * mean_B sum_A residual^2, ResFiT's
+    pull toward the base action."""
     loss = -q_pi.mean()
-    return loss, {"loss/actor": loss.detach()}
+    metrics = {"loss/actor": loss.detach()}
+    if residual is not None and l2_weight > 0:
+        penalty = l2_weight * residual.square().sum(-1).mean()
+        loss = loss + penalty
+        metrics["loss/residual_l2"] = penalty.detach()
+    return loss, metrics

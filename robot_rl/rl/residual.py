@@ -1,11 +1,14 @@
 """Residual off-policy RL on a frozen base policy, after ResFiT (Ankile et al., 2025).
 
-Runs on ``base_policy_envs.ResidualEnv``: observations carry the base action, the action is
-the residual in [-1, 1] (scaled by ``action_scale`` and clamped around the base by the env).
-TD3 learner: deterministic residual actor whose last layer starts at zero (so the first rollouts
-are exactly the base policy's), a LayerNorm critic ensemble with the target minimum over a
-random subset at pi_target(s') plus clipped noise, the actor on the mean over critics, n-step
-returns, critic-only warm-up, separate actor and critic learning rates and gradient clipping.
+Runs on ``base_policy_envs.ResidualEnv``: observations carry the base action b; the agent
+acts with a = clamp(b + scale * r, -1, 1), where the residual r = tanh(...) in [-1, 1] and
+scale is ``action_scale`` (0 on dims left to the base). As in ResFiT, the critic scores the
+executed action Q(s, a), so online data and demonstrations (replayed with the actions the
+demonstrator took) share one action space. TD3 learner: deterministic residual actor whose last
+layer starts at zero (so the first rollouts are exactly the base policy's), a LayerNorm critic
+ensemble with the target minimum over a random subset at b' + pi_target(s') plus clipped noise,
+the actor on the mean over critics, n-step returns, critic-only warm-up, separate actor and
+critic learning rates and gradient clipping.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from robot_rl.rl.base_policy_envs import residual_scale
 from robot_rl.rl.losses import ensemble_actor_loss, random_subset, sac_critic_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
@@ -63,11 +67,16 @@ class ResidualConfig:
     delta-pose actions drifts off its data under per-step noise of a few hundredths)."""
     base_only_dims: list[int] | None = None
     """Action dims the residual leaves to the base policy; None: the gripper of our tasks (a
-    residual on a position-controlled gripper only weakens the grasp), none for gym envs."""
+    residual on a position-controlled gripper only weakens the grasp), none for gym envs (the
+    trainer records the resolved list in the run's config)."""
     target_noise: float = 0.05
     """Target policy smoothing noise std, in action units."""
     target_noise_clip: float = 0.3
     """Clip of the target policy noise, in action units."""
+    residual_l2: float = 0.0
+    """Weight of the squared residual (action units, summed over dims) in the actor loss;
+    ResFiT's ``action_l2_reg_weight``, 0 there by default. It holds the residual at
+    dQ/da / (2 * weight) per dim, so a critic with noisy action gradients cannot drag it far."""
     grad_clip: float = 1.0
     """Gradient norm clip for actor and critics."""
     image_feature_dim: int = 64
@@ -80,6 +89,9 @@ class ResidualTD3(nn.Module):
         if "base_action" not in obs_shapes:
             raise ValueError("the residual learner needs the base action in its observations")
         self.cfg, self.action_dim = cfg, action_dim
+        self.register_buffer(
+            "scale", residual_scale(cfg.action_scale, cfg.base_only_dims, action_dim)
+        )
         self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
         self.actor = DeterministicActor(self.encoder.dim, action_dim, cfg.hidden, layer_norm=True)
         nn.init.zeros_(self.actor.net[-1].weight)
@@ -96,12 +108,16 @@ class ResidualTD3(nn.Module):
         """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
         return std / self.cfg.action_scale
 
+    def executed(self, base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """(B, A) base actions and residuals in [-1, 1] -> executed actions, as the env does."""
+        return (base_action + self.scale * residual).clamp(-1.0, 1.0)
+
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
         residual = self.actor(self.encoder(obs))
         if not deterministic:
             residual = residual + self._units(self.cfg.exploration_std) * torch.randn_like(residual)
-        return residual.clamp(-1.0, 1.0)
+        return self.executed(obs["base_action"], residual.clamp(-1.0, 1.0))
 
     def episode_done(self, done: torch.Tensor) -> None:
         """Nothing per episode: the env wrapper resets the base policy's queue."""
@@ -118,12 +134,13 @@ class ResidualTD3(nn.Module):
         cfg = self.cfg
         with torch.no_grad():
             next_features = self.target_encoder(batch["next_obs"])
-            next_action = self.target_actor(next_features)
+            next_residual = self.target_actor(next_features)
             clip = self._units(cfg.target_noise_clip)
-            noise = (torch.randn_like(next_action) * self._units(cfg.target_noise)).clamp(
+            noise = (torch.randn_like(next_residual) * self._units(cfg.target_noise)).clamp(
                 -clip, clip
             )
-            next_action = (next_action + noise).clamp(-1.0, 1.0)
+            next_residual = (next_residual + noise).clamp(-1.0, 1.0)
+            next_action = self.executed(batch["next_obs"]["base_action"], next_residual)
             subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
             q_next = self.target_critic(next_features, next_action, subset)[..., 0]
         features = self.encoder(batch["obs"])
@@ -141,7 +158,10 @@ class ResidualTD3(nn.Module):
             features = features.detach()
             self.critic.requires_grad_(False)
             residual = self.actor(features)
-            actor_loss, actor_metrics = ensemble_actor_loss(self.critic(features, residual)[..., 0])
+            action = self.executed(batch["obs"]["base_action"], residual)
+            actor_loss, actor_metrics = ensemble_actor_loss(
+                self.critic(features, action)[..., 0], self.scale * residual, cfg.residual_l2
+            )
             self.critic.requires_grad_(True)
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()

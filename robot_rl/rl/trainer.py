@@ -139,6 +139,8 @@ class Trainer:
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
         self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
+        if getattr(algo, "base_only_dims", False) is None:  # record what the env wrapper chose
+            algo = cfg.algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
         self.eval_env = make_run_env(
             cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
         )

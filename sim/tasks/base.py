@@ -59,7 +59,8 @@ class TaskConfig:
     obs_mode: str = "state"
     """One of state, pixels (images plus proprioception), state+pixels."""
     reward_type: str = "dense"
-    """sparse: the success indicator; dense: weighted sum of named shaping terms."""
+    """sparse: the success indicator; dense: weighted sum of named shaping terms (each in [0, 1]),
+    plus, when success ends the episode, the most the remaining steps could have paid."""
     control_hz: float = 10.0
     """Policy rate; the impedance law and physics run at 1 kHz underneath."""
     max_episode_steps: int = 100
@@ -251,11 +252,17 @@ class TaskRuntime:
         state = self.arm_state
         success = self.task.success(self, state)
         terms = self.task.reward_terms(self, state)
+        terminated = success & self.cfg.terminate_on_success
         if self.cfg.reward_type == "sparse":
             reward = success.astype(np.float64)
         else:
             reward = sum(self.weights[name] * value for name, value in terms.items())
-        terminated = success & self.cfg.terminate_on_success
+            # Success that ends the episode pays what staying at the goal would have paid until
+            # the time limit (every term at most 1), so a learner never does better hovering
+            # just short of success than succeeding.
+            remaining = self.cfg.max_episode_steps - self.elapsed
+            best_step = sum(max(w, 0.0) for w in self.weights.values())
+            reward = np.where(terminated, reward + remaining * best_step, reward)
         truncated = (self.elapsed >= self.cfg.max_episode_steps) & ~terminated
         info = {f"reward/{name}": value for name, value in terms.items()}
         info["success"] = success
