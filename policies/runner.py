@@ -40,9 +40,7 @@ class ChunkRunner:
 
     def observe(self, obs: dict[str, torch.Tensor], rows: torch.Tensor) -> None:
         """Push the newest observations into the history of the envs in ``rows`` (N,) bool."""
-        pushed = self.pushed(obs)
-        for k, v in pushed.items():
-            self.history[k] = torch.where(rows.view(-1, *[1] * (v.dim() - 1)), v, self.history[k])
+        self.history = where_rows(rows, self.pushed(obs), self.history)
         self.fresh &= ~rows
 
     @torch.no_grad()
@@ -93,3 +91,8 @@ class ChunkRunner:
         action = self.peek()
         self.left -= rows.long()
         return action
+
+
+def where_rows(mask: torch.Tensor, new: dict, old: dict) -> dict:
+    """Per env: ``new`` where ``mask`` (N,) bool, else ``old``; dicts of (N, ...) tensors."""
+    return {k: torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v, old[k]) for k, v in new.items()}

@@ -22,7 +22,7 @@ import torch
 
 from robot_rl.batched_env import BatchedEnv
 from robot_rl.policies.base import BasePolicy
-from robot_rl.policies.runner import ChunkRunner
+from robot_rl.policies.runner import ChunkRunner, where_rows
 
 
 class _Wrapper(BatchedEnv):
@@ -104,7 +104,7 @@ class LatentSteeringEnv(_Wrapper):
             terminated |= alive & term
             truncated |= alive & trunc
             new = info["final_obs"]
-            final = new if final is None else _where_rows(alive, new, final)
+            final = new if final is None else where_rows(alive, new, final)
             alive &= ~(term | trunc)
             if not bool(alive.any()):
                 break
@@ -112,11 +112,6 @@ class LatentSteeringEnv(_Wrapper):
         self._obs = self.env.reset_envs(done) if autoreset and bool(done.any()) else final
         out = {"final_obs": final, "success": success, "done": done, "env_steps": env_steps}
         return self._obs, reward, terminated, truncated, out
-
-
-def _where_rows(mask: torch.Tensor, new: dict, old: dict) -> dict:
-    """Per env: ``new`` where ``mask`` (N,), else ``old``."""
-    return {k: torch.where(mask.view(-1, *[1] * (v.dim() - 1)), v, old[k]) for k, v in new.items()}
 
 
 def residual_scale(action_scale: float, base_only_dims, action_dim: int, device=None):

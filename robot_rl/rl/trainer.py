@@ -29,6 +29,7 @@ from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkp
 from robot_rl.rl.demos import load_demos
 from robot_rl.rl.envs import make_env, obs_shapes
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
+from robot_rl.rl.residual import ResidualConfig
 
 
 @dataclass
@@ -139,7 +140,8 @@ class Trainer:
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
         self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
-        if getattr(algo, "base_only_dims", False) is None:  # record what the env wrapper chose
+        if isinstance(algo, ResidualConfig) and algo.base_only_dims is None:
+            # record the dims the env wrapper left to the base, for the learner and checkpoint
             algo = cfg.algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
         self.eval_env = make_run_env(
             cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1

@@ -162,6 +162,7 @@ class TaskRuntime:
                 f"unknown reward terms {sorted(unknown)}; "
                 f"this task has {sorted(task.default_reward_weights)}"
             )
+        self.best_step_reward = sum(max(w, 0.0) for w in self.weights.values())  # terms <= 1
         self._nominal_friction = {id(b): b.model.geom_friction.copy() for b in self.worlds.blocks}
         self._renderers: dict[int, mujoco.Renderer] = {}
         self.arm_state = self.arm.read_state()
@@ -261,8 +262,7 @@ class TaskRuntime:
             # the time limit (every term at most 1), so a learner never does better hovering
             # just short of success than succeeding.
             remaining = self.cfg.max_episode_steps - self.elapsed
-            best_step = sum(max(w, 0.0) for w in self.weights.values())
-            reward = np.where(terminated, reward + remaining * best_step, reward)
+            reward = np.where(terminated, reward + remaining * self.best_step_reward, reward)
         truncated = (self.elapsed >= self.cfg.max_episode_steps) & ~terminated
         info = {f"reward/{name}": value for name, value in terms.items()}
         info["success"] = success
