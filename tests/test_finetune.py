@@ -12,8 +12,10 @@ from robot_rl.batched_env import BatchedEnv
 from robot_rl.policies import DiffusionPolicy, DiffusionPolicyConfig
 from robot_rl.policies.runner import ChunkRunner
 from robot_rl.rl.base_policy_envs import LatentSteeringEnv, ResidualEnv
+from robot_rl.rl.checkpoint import flat_state, load_flat_state
 from robot_rl.rl.dsrl import DSRLNA, DSRLConfig
 from robot_rl.rl.envs import GymBatchedEnv, obs_shapes
+from robot_rl.rl.losses import sac_critic_loss
 from robot_rl.rl.residual import ResidualConfig, ResidualTD3
 
 CLI = [sys.executable, "-m", "robot_rl.cli.main"]
@@ -201,6 +203,49 @@ def test_residual_actor_starts_at_zero_and_moves_only_after_critic_warmup():
     assert not torch.equal(agent.act(obs, deterministic=True), base)
 
 
+def test_residual_checkpoint_keeps_its_warmup_progress():
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    cfg = ResidualConfig(hidden=[32, 32], critic_warmup=3, utd=1)
+    agent, batch = ResidualTD3(cfg, shapes, 1), batch_of(env)
+    for _ in range(3):
+        agent.learn(lambda n: batch)
+    resumed = ResidualTD3(cfg, shapes, 1)
+    load_flat_state(resumed, *flat_state(agent))
+    assert (resumed.learn_calls, resumed.updates) == (3, 3)
+    resumed.learn(lambda n: batch)  # the 4th call is past the warm-up: the actor moves now
+    base = batch["obs"]["base_action"].clamp(-1, 1)
+    assert not torch.equal(resumed.act(batch["obs"], deterministic=True), base)
+
+
+def test_residual_critic_ignores_the_base_action_and_the_actor_uses_it():
+    """Demos are far from the base action and always succeed: a critic seeing b could score
+    "a far from b" instead of the action itself (ResFiT's critic sees only s and a)."""
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    agent = ResidualTD3(ResidualConfig(hidden=[32, 32]), shapes, 1)
+    torch.nn.init.normal_(agent.actor.net[-1].weight)  # a trained residual, not the zero one
+    obs = batch_of(env)["obs"]
+    moved = {**obs, "base_action": -obs["base_action"]}
+    action = torch.rand(len(obs["state"]), 1) * 2 - 1
+    features, moved_features = agent.encoder(obs), agent.encoder(moved)
+    assert torch.equal(agent.critic(features, action), agent.critic(moved_features, action))
+    residual = agent.actor(agent._actor_input(features, obs))
+    assert not torch.equal(residual, agent.actor(agent._actor_input(features, moved)))
+
+
+def test_residual_td_targets_are_clamped_to_the_configured_return_range():
+    q_next = torch.tensor([[3.0, -2.0, 0.5]]).expand(2, 3)
+    reward, discount = torch.tensor([0.0, 0.0, 1.0]), torch.ones(3)
+    zero = torch.zeros(())
+    _, clamped = sac_critic_loss(
+        torch.zeros(2, 3), q_next, zero, reward, discount, zero, False, (0.0, 1.0)
+    )
+    _, free = sac_critic_loss(torch.zeros(2, 3), q_next, zero, reward, discount, zero, False)
+    assert clamped["q/target"].item() == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert free["q/target"].item() == pytest.approx((3.0 - 2.0 + 1.5) / 3)
+
+
 @pytest.fixture(scope="module")
 def reach_base(tmp_path_factory):
     """A tiny diffusion base policy trained on two Reach demos, via the CLI."""
@@ -236,6 +281,7 @@ def test_finetune_command_runs_evaluates_and_reloads(tmp_path, reach_base, algo)
     if algo == "algo=residual":  # the gripper left to the base is recorded for reloading
         saved = json.loads((run / "checkpoint" / "config.json").read_text())
         assert saved["train"]["algo"]["base_only_dims"] == [6]
+        assert saved["train"]["algo"]["q_target_range"] == [0.0, 1.0]  # sparse, ends on success
     rows = (run / "eval.csv").read_text().splitlines()
     assert len(rows) == 2 and int(rows[1].split(",")[0]) >= 60
     out = subprocess.run(

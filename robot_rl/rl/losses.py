@@ -7,6 +7,8 @@ Shapes: B batch, E critics, K atoms.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -29,15 +31,19 @@ def sac_critic_loss(
     discount: torch.Tensor,
     alpha: torch.Tensor,
     entropy_backup: bool,
+    target_range: Sequence[float] = (),
 ) -> tuple[torch.Tensor, dict]:
     """MSE of every critic to r + discount * (min over the target critics - alpha log pi).
     q_pred (E, B); q_next (M, B): the random subset of target critics, already drawn (only those
-    are evaluated); others (B,)."""
+    are evaluated); others (B,). A ``target_range`` (lo, hi) clamps the target into the returns
+    the task can pay (ResFiT: [0, 1] for a success reward that ends the episode)."""
     with torch.no_grad():
         v_next = q_next.min(0).values
         if entropy_backup:
             v_next = v_next - alpha * next_log_prob
         target = reward + discount * v_next
+        if target_range:
+            target = target.clamp(*target_range)
     loss = F.mse_loss(q_pred, target.expand_as(q_pred), reduction="none").mean(1).sum()
     return loss, {
         "loss/critic": loss.detach(),

@@ -4,11 +4,14 @@ Runs on ``base_policy_envs.ResidualEnv``: observations carry the base action b; 
 acts with a = clamp(b + scale * r, -1, 1), where the residual r = tanh(...) in [-1, 1] and
 scale is ``action_scale`` (0 on dims left to the base). As in ResFiT, the critic scores the
 executed action Q(s, a), so online data and demonstrations (replayed with the actions the
-demonstrator took) share one action space. TD3 learner: deterministic residual actor whose last
-layer starts at zero (so the first rollouts are exactly the base policy's), a LayerNorm critic
-ensemble with the target minimum over a random subset at b' + pi_target(s') plus clipped noise,
-the actor on the mean over critics, n-step returns, critic-only warm-up, separate actor and
-critic learning rates and gradient clipping.
+demonstrator took) share one action space. Only the actor sees b; the critic sees (s, a), as
+in ResFiT: a critic given b could tell demonstrations (a far from b, always successful) from
+online data (a near b) by a - b alone and would teach the actor to move away from the base.
+TD3 learner: deterministic residual actor whose last layer starts at zero (so the first rollouts
+are exactly the base policy's), a LayerNorm critic ensemble with the target minimum over a
+random subset at b' + pi_target(s') plus clipped noise, TD targets clamped to the returns the
+task can pay, the actor on the mean over critics, n-step returns, critic-only warm-up, separate
+actor and critic learning rates and gradient clipping.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ class ResidualConfig:
     """Target policy smoothing noise std, in action units."""
     target_noise_clip: float = 0.3
     """Clip of the target policy noise, in action units."""
+    q_target_range: list[float] | None = None
+    """TD targets are clamped into [lo, hi] (ResFiT's clip_q_target_to_reward_range); [] leaves
+    them unclamped. None: [0, 1] on our tasks with a sparse success reward that ends the
+    episode (every return lies there), unclamped otherwise; the trainer records what it chose."""
     residual_l2: float = 0.0
     """Weight of the squared residual (action units, summed over dims) in the actor loss;
     ResFiT's ``action_l2_reg_weight``, 0 there by default. It holds the residual at
@@ -88,12 +95,17 @@ class ResidualTD3(nn.Module):
         super().__init__()
         if "base_action" not in obs_shapes:
             raise ValueError("the residual learner needs the base action in its observations")
+        if cfg.q_target_range and len(cfg.q_target_range) != 2:
+            raise ValueError(f"q_target_range is [lo, hi] or [], not {cfg.q_target_range}")
         self.cfg, self.action_dim = cfg, action_dim
         self.register_buffer(
             "scale", residual_scale(cfg.action_scale, cfg.base_only_dims, action_dim)
         )
-        self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
-        self.actor = DeterministicActor(self.encoder.dim, action_dim, cfg.hidden, layer_norm=True)
+        critic_shapes = {k: s for k, s in obs_shapes.items() if k != "base_action"}
+        self.encoder = ObsEncoder(critic_shapes, cfg.image_feature_dim)
+        self.actor = DeterministicActor(
+            self.encoder.dim + action_dim, action_dim, cfg.hidden, layer_norm=True
+        )
         nn.init.zeros_(self.actor.net[-1].weight)
         self.critic = CriticEnsemble(cfg.num_critics, self.encoder.dim + action_dim, cfg.hidden)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
@@ -104,9 +116,21 @@ class ResidualTD3(nn.Module):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.updates = self.learn_calls = 0  # Python counters: no device sync per update
 
+    def get_extra_state(self) -> torch.Tensor:
+        """The counters travel with the weights, so a resumed run keeps its warm-up and delay."""
+        return torch.tensor([self.updates, self.learn_calls])
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.updates, self.learn_calls = (int(v) for v in state)
+
     def _units(self, std: float) -> float:
         """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
         return std / self.cfg.action_scale
+
+    @staticmethod
+    def _actor_input(features: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, F) critic features (no gradient to the encoder) and (B, A) base action."""
+        return torch.cat([features.detach(), obs["base_action"]], dim=-1)
 
     def executed(self, base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """(B, A) base actions and residuals in [-1, 1] -> executed actions, as the env does."""
@@ -114,7 +138,7 @@ class ResidualTD3(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
-        residual = self.actor(self.encoder(obs))
+        residual = self.actor(self._actor_input(self.encoder(obs), obs))
         if not deterministic:
             residual = residual + self._units(self.cfg.exploration_std) * torch.randn_like(residual)
         return self.executed(obs["base_action"], residual.clamp(-1.0, 1.0))
@@ -134,7 +158,7 @@ class ResidualTD3(nn.Module):
         cfg = self.cfg
         with torch.no_grad():
             next_features = self.target_encoder(batch["next_obs"])
-            next_residual = self.target_actor(next_features)
+            next_residual = self.target_actor(self._actor_input(next_features, batch["next_obs"]))
             clip = self._units(cfg.target_noise_clip)
             noise = (torch.randn_like(next_residual) * self._units(cfg.target_noise)).clamp(
                 -clip, clip
@@ -147,7 +171,14 @@ class ResidualTD3(nn.Module):
         q_pred = self.critic(features, batch["action"])[..., 0]
         zero = torch.zeros((), device=q_pred.device)
         loss, metrics = sac_critic_loss(
-            q_pred, q_next, zero, batch["reward"], batch["discount"], zero, False
+            q_pred,
+            q_next,
+            zero,
+            batch["reward"],
+            batch["discount"],
+            zero,
+            False,
+            cfg.q_target_range or (),
         )
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,7 +188,7 @@ class ResidualTD3(nn.Module):
         if update_actor and self.updates % cfg.actor_every == 0:
             features = features.detach()
             self.critic.requires_grad_(False)
-            residual = self.actor(features)
+            residual = self.actor(self._actor_input(features, batch["obs"]))
             action = self.executed(batch["obs"]["base_action"], residual)
             actor_loss, actor_metrics = ensemble_actor_loss(
                 self.critic(features, action)[..., 0], self.scale * residual, cfg.residual_l2

@@ -140,9 +140,8 @@ class Trainer:
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
         self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
-        if isinstance(algo, ResidualConfig) and algo.base_only_dims is None:
-            # record the dims the env wrapper left to the base, for the learner and checkpoint
-            algo = cfg.algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
+        if isinstance(algo, ResidualConfig):
+            algo = cfg.algo = self._resolve_residual(algo)
         self.eval_env = make_run_env(
             cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
         )
@@ -209,6 +208,18 @@ class Trainer:
         from robot_rl.policies import load_policy
 
         return load_policy(self.cfg.base, self.device)
+
+    def _resolve_residual(self, algo: ResidualConfig) -> ResidualConfig:
+        """Fill in what the env decides, recorded for the learner and the checkpoint: the dims
+        the env wrapper left to the base, and the range of returns for clamping TD targets."""
+        if algo.base_only_dims is None:
+            algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
+        if algo.q_target_range is None:
+            task = getattr(self.env.runtime, "cfg", None)
+            success_ends = task is not None and task.terminate_on_success
+            sparse = success_ends and task.reward_type == "sparse"
+            algo = dataclasses.replace(algo, q_target_range=[0.0, 1.0] if sparse else [])
+        return algo
 
     def _demo_expectations(self) -> dict[str, Any]:
         """Recorded settings a demo store must share with the training env (ours only)."""
@@ -367,9 +378,11 @@ class Trainer:
             raise FloatingPointError(f"non-finite reward at env step {self.step}")
 
     def _check_losses(self, metrics: dict[str, torch.Tensor]) -> None:
-        for key, value in metrics.items():
-            if key.startswith("loss/") and not bool(torch.isfinite(value)):
-                raise FloatingPointError(f"{key} became {float(value)} at env step {self.step}")
+        losses = {k: v for k, v in metrics.items() if k.startswith("loss/")}
+        if not losses or bool(torch.isfinite(torch.stack(list(losses.values()))).all()):
+            return  # one device sync per learn call, not one per loss
+        key, value = next((k, v) for k, v in losses.items() if not bool(torch.isfinite(v)))
+        raise FloatingPointError(f"{key} became {float(value)} at env step {self.step}")
 
     def close(self) -> None:
         self.env.close()
