@@ -1,6 +1,7 @@
 """Fine-tuning a frozen base policy: residual RL and DSRL invariants, on real envs."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -284,6 +285,21 @@ def test_finetune_command_runs_evaluates_and_reloads(tmp_path, reach_base, algo)
         assert saved["train"]["algo"]["q_target_range"] == [0.0, 1.0]  # sparse, ends on success
     rows = (run / "eval.csv").read_text().splitlines()
     assert len(rows) == 2 and int(rows[1].split(",")[0]) >= 60
+    # Resuming needs only the run directory, even moved: its settings and its copy of the base.
+    moved = tmp_path / "moved"
+    shutil.move(run, moved)
+    out = subprocess.run(
+        [*CLI, "train", f"resume={moved}", "total_steps=120"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((moved / "checkpoint" / "config.json").read_text())
+    assert saved["step"] >= 120 and saved["train"]["base"] == str(moved / "base")
+    assert saved["train"]["algo"]["hidden"] == [32] and saved["train"]["out"] == str(moved)
+    assert len((moved / "eval.csv").read_text().splitlines()) == 3
+    run = moved
     out = subprocess.run(
         [*CLI, "eval", f"ckpt={run}", "episodes=2", "num_envs=2", f"video={tmp_path / 'v.mp4'}"],
         capture_output=True,

@@ -223,6 +223,13 @@ def test_cli_train_eval_plot(tmp_path):
         [*CLI, "train", "algo=sac", "algo.bogus=1"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 2 and "error" in out.stderr
+    out = subprocess.run(
+        [*CLI, "train", f"resume={tmp_path / 'nothing'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "a run directory written by robot-rl train" in out.stderr
     assert Path(run_dir / "checkpoint" / "model.safetensors").exists()
 
 

@@ -7,8 +7,10 @@ robot-rl collect --help
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -58,6 +60,42 @@ def compose(command: str, overrides: list[str], typed: bool = True):
         raise ValueError(" ".join(str(exc).split())) from exc
 
 
+def _hydra_value(value: Any) -> str:
+    """A JSON-like config value in Hydra's override syntax."""
+    if isinstance(value, list):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)  # null, true/false, numbers, double-quoted strings
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """``train resume=RUN ...``: the run's saved settings, then the given overrides on top, so a
+    run continues as it was configured (its own copy of the base policy included)."""
+    given = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume" and "=" in o]
+    if not given or not given[-1]:
+        return overrides
+    run = Path(given[-1])
+    path = run / "checkpoint" / "config.json"
+    if not path.exists():
+        raise ValueError(f"resume={run}: no {path} (a run directory written by robot-rl train)")
+    saved = json.loads(path.read_text())["train"]
+    saved.update(out=str(run), resume=str(run))
+    if saved.get("base") and (run / "base").is_dir():
+        saved["base"] = str(run / "base")
+    algo, env = saved.pop("algo"), saved.pop("env")
+    restored = [f"algo={algo['name']}"]
+    restored += [f"algo.{k}={_hydra_value(v)}" for k, v in algo.items() if k != "name"]
+    restored += [f"+env.{k}={_hydra_value(v)}" for k, v in env.items()]
+    restored += [f"{k}={_hydra_value(v)}" for k, v in saved.items() if k != "defaults"]
+    explicit = {_override_key(o) for o in overrides}
+    return [o for o in restored if _override_key(o) not in explicit] + overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -77,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if runs:
             overrides.append(f"runs=[{','.join(runs)}]")
     try:
+        if command == "train":
+            overrides = resume_overrides(overrides)
         cfg = compose(command, overrides, typed=not help_wanted)
     except ValueError as exc:
         print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
