@@ -38,8 +38,9 @@ class ResidualConfig:
     """Residual TD3 settings (ResFiT defaults unless noted)."""
 
     name: str = "residual"
-    action_scale: float = 0.2
-    """Largest residual per action dimension, in action units."""
+    action_scale: float = 0.05
+    """Largest residual per action dimension, in action units (ResFiT's simulation runs use
+    0.04-0.1; at 0.2 the residual drove our delta-pose bases to 0% success, see README)."""
     num_critics: int = 10
     """Critics in the ensemble."""
     critic_subset: int = 2
@@ -63,8 +64,9 @@ class ResidualConfig:
     """Actor (and target) update every this many critic updates (TD3's delay)."""
     n_step: int = 3
     """n-step returns."""
-    critic_warmup: int = 1000
-    """Env steps of critic-only learning before the actor moves."""
+    critic_warmup: int = 3000
+    """Learn calls (one per env step once learning starts) of critic-only learning before the
+    actor moves."""
     exploration_std: float = 0.01
     """Gaussian exploration noise on the residual, in action units (small: a BC base driving
     delta-pose actions drifts off its data under per-step noise of a few hundredths)."""
@@ -80,9 +82,9 @@ class ResidualConfig:
     """TD targets are clamped into [lo, hi] (ResFiT's clip_q_target_to_reward_range); [] leaves
     them unclamped. None: [0, 1] on our tasks with a sparse success reward that ends the
     episode (every return lies there), unclamped otherwise; the trainer records what it chose."""
-    residual_l2: float = 0.0
+    residual_l2: float = 10.0
     """Weight of the squared residual (action units, summed over dims) in the actor loss;
-    ResFiT's ``action_l2_reg_weight``, 0 there by default. It holds the residual at
+    ResFiT's ``action_l2_reg_weight`` (10 in several of its configs). It holds the residual at
     dQ/da / (2 * weight) per dim, so a critic with noisy action gradients cannot drag it far."""
     grad_clip: float = 1.0
     """Gradient norm clip for actor and critics."""
