@@ -32,17 +32,20 @@ def test_wheel_builds_and_imports_from_the_wheel(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"robot_rl"}
-    for module in (
-        "robot_rl/drivers/arm.py",
-        "robot_rl/sim/scene.py",
-        "robot_rl/policies/__init__.py",
-        "robot_rl/control/impedance.py",
-    ):
-        assert module in names
+    installed_as = {
+        "robot_rl": "robot_rl",
+        "drivers": "robot_rl/drivers",
+        "sim": "robot_rl/sim",
+        "policies": "robot_rl/policies",
+    }
+    for source, target in installed_as.items():  # every module of the source tree is shipped
+        for module in (ROOT / source).rglob("*.py"):
+            assert f"{target}/{module.relative_to(ROOT / source).as_posix()}" in names
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "import robot_rl, robot_rl.drivers.arm, robot_rl.sim.env, robot_rl.cli.main;"
+        "import robot_rl, robot_rl.drivers.arm, robot_rl.sim.env, robot_rl.cli.main,"
+        " robot_rl.rl.trainer, robot_rl.policies.diffusion, robot_rl.pipeline;"
         "print(robot_rl.__file__)"
     )
     out = subprocess.run(
