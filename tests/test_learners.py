@@ -1,7 +1,5 @@
 """Invariants of the SAC/RLPD and FastTD3 learners and their networks."""
 
-import math
-
 import pytest
 import torch
 
@@ -11,6 +9,7 @@ from robot_rl.rl.networks import CriticEnsemble, RunningNorm, TanhGaussianActor,
 from robot_rl.rl.sac import SAC, SACConfig
 
 SHAPES = {"state": (5,)}
+KEYS = ("obs", "action", "reward", "discount", "next_obs")  # SAC.losses' batch arguments
 
 
 def batch(n=64, obs_dim=5, action_dim=2, seed=0):
@@ -106,17 +105,20 @@ def test_images_train_the_encoder_through_the_critic_only():
         "reward": torch.ones(8),
         "discount": torch.ones(8),
     }
-    enc_before = [p.clone() for p in agent.encoder.encoders.parameters()]
-    agent.critic_opt.param_groups[0]["lr"] = 0.0  # freeze critic + encoder: actor step only
-    agent.update(b, update_actor=True)
-    for p, q in zip(agent.encoder.encoders.parameters(), enc_before, strict=True):
-        assert torch.equal(p, q)
-    agent.critic_opt.param_groups[0]["lr"] = 1e-3
-    agent.update(b, update_actor=False)
-    assert any(
-        not torch.equal(p, q)
-        for p, q in zip(agent.encoder.encoders.parameters(), enc_before, strict=True)
-    )
+    encoder = list(agent.encoder.encoders.parameters())
+
+    def encoder_grads(update_actor: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)  # the same augmentations and critic subset both times
+        agent.zero_grad(set_to_none=True)
+        loss, _ = agent.losses(*(b[k] for k in KEYS), update_actor=update_actor)
+        loss.backward()
+        return [p.grad.clone() for p in encoder]
+
+    critic_only, with_actor = encoder_grads(False), encoder_grads(True)
+    assert any(g.abs().sum() > 0 for g in critic_only)  # the critic trains the encoder
+    for g, h in zip(critic_only, with_actor, strict=True):
+        torch.testing.assert_close(g, h, rtol=0, atol=0)  # the actor's loss adds nothing
+    assert agent.actor.net[0].weight.grad is not None  # though it trains the actor
 
 
 def test_random_shift_is_a_translation():
@@ -165,29 +167,3 @@ def test_fasttd3_actor_starts_small_and_actor_updates_are_delayed():
     assert "loss/actor" in metrics
     pairs = list(zip(agent.actor.parameters(), actor_before, strict=True))
     assert any(not torch.equal(p, q) for p, q in pairs)
-
-
-@pytest.mark.slow
-def test_compiled_update_equals_eager_update():
-    pytest.importorskip("torch._inductor")
-
-    def make(compile_mode):
-        torch.manual_seed(0)
-        return FastTD3(
-            FastTD3Config(actor_hidden=[16], critic_hidden=[32], atoms=11, compile=compile_mode),
-            SHAPES,
-            2,
-            num_envs=4,
-        )
-
-    eager, compiled = make("off"), make("on")
-    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
-        assert torch.equal(a, b)
-    for step in range(2):
-        torch.manual_seed(step)
-        m_eager = eager.update(batch(seed=step))
-        torch.manual_seed(step)
-        m_comp = compiled.update(batch(seed=step))
-    assert math.isclose(float(m_eager["loss/critic"]), float(m_comp["loss/critic"]), rel_tol=1e-4)
-    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -4,7 +4,8 @@ Per-env exploration noise std drawn from [std_min, std_max] and redrawn only whe
 episode ends; two C51 critic heads with clipped double Q on distributions; no target actor
 (the target action is the current actor plus clipped noise); delayed actor updates; n-step
 returns; large batches drawn evenly across envs; AdamW with weight decay; running observation
-normalisation. bf16 autocast and ``torch.compile`` switch on by themselves on CUDA.
+normalisation. bf16 autocast and ``torch.compile`` switch on by themselves where they pay
+(``acceleration.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
 from robot_rl.rl.losses import deterministic_actor_loss, distributional_cdq_loss
-from robot_rl.rl.networks import CriticEnsemble, DeterministicActor, ObsEncoder, soft_update
+from robot_rl.rl.networks import (
+    CriticEnsemble,
+    DeterministicActor,
+    ObsEncoder,
+    call_detached,
+    soft_update,
+)
 
 
 @dataclass
@@ -59,15 +67,9 @@ class FastTD3Config:
     policy_delay: int = 2
     """Actor update every this many critic updates."""
     compile: str = "auto"
-    """torch.compile the update: auto (on CUDA), on, off."""
+    """torch.compile the loss computations: auto (on; eager if compiling fails), on, off."""
     amp: str = "auto"
-    """bf16 autocast: auto (on CUDA), on, off."""
-
-
-def _switch(value: str, device: torch.device) -> bool:
-    if value not in ("auto", "on", "off"):
-        raise ValueError(f"expected auto, on or off, got {value!r}")
-    return device.type == "cuda" if value == "auto" else value == "on"
+    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class FastTD3(nn.Module):
@@ -91,21 +93,18 @@ class FastTD3(nn.Module):
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_opt = torch.optim.AdamW(
-            self.critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            self.critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
         self.actor_opt = torch.optim.AdamW(
-            self.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            self.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
         )
         self.register_buffer("noise_std", torch.empty(num_envs))
         self.redraw_noise(torch.ones(num_envs, dtype=torch.bool))
         self.updates = 0
         self.to(device)
-        self.use_amp = _switch(cfg.amp, device)
-        self._critic_step = self._critic_update
-        self._actor_step = self._actor_update
-        if _switch(cfg.compile, device):
-            self._critic_step = torch.compile(self._critic_update)
-            self._actor_step = torch.compile(self._actor_update)
+        self.use_amp = use_bf16(cfg.amp, device)
+        self._critic_losses = MaybeCompiled(self.critic_loss, cfg.compile)
+        self._actor_losses = MaybeCompiled(self.actor_loss, cfg.compile)
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One batched env step's worth of learning: ``updates_per_step`` critic updates."""
@@ -131,49 +130,46 @@ class FastTD3(nn.Module):
         noise = torch.randn_like(action) * self.noise_std[: action.shape[0], None]
         return (action + noise).clamp(-1.0, 1.0)
 
-    def _autocast(self):
-        return torch.autocast(
-            self.noise_std.device.type, dtype=torch.bfloat16, enabled=self.use_amp
-        )
-
-    def _critic_update(self, obs, action, reward, discount, next_obs):
+    def critic_loss(self, obs, action, reward, discount, next_obs):
+        """C51 clipped double Q on distributions. obs/next_obs values (B, D), action (B, A),
+        reward and discount (B,)."""
         cfg = self.cfg
-        with self._autocast():
+        with autocast(self.noise_std.device, self.use_amp):
             with torch.no_grad():
                 next_features = self.encoder(next_obs)
                 noise = (torch.randn_like(action) * cfg.policy_noise).clamp(
                     -cfg.noise_clip, cfg.noise_clip
                 )
                 next_action = (self.actor(next_features) + noise).clamp(-1.0, 1.0)
-                next_logits = self.target_critic(next_features, next_action).float()
-            logits = self.critic(self.encoder(obs), action).float()
-            loss, metrics = distributional_cdq_loss(
+                next_logits = self.target_critic(next_features, next_action)
+            logits = self.critic(self.encoder(obs), action)
+            return distributional_cdq_loss(
                 logits, next_logits, reward, discount, cfg.v_min, cfg.v_max
             )
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_opt.step()
-        return metrics
 
-    def _actor_update(self, obs):
-        with self._autocast():
+    def actor_loss(self, obs):
+        """-min over heads of E[Q(s, pi(s))]; gradients reach the actor only."""
+        with autocast(self.noise_std.device, self.use_amp):
             features = self.encoder(obs)
-            self.critic.requires_grad_(False)
-            logits = self.critic(features, self.actor(features)).float()
-            self.critic.requires_grad_(True)
-            loss, metrics = deterministic_actor_loss(logits, self.cfg.v_min, self.cfg.v_max)
-        self.actor_opt.zero_grad(set_to_none=True)
+            logits = call_detached(self.critic, features, self.actor(features))
+            return deterministic_actor_loss(logits, self.cfg.v_min, self.cfg.v_max)
+
+    @staticmethod
+    def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.actor_opt.step()
-        return metrics
+        optimizer.step()
 
     def update(self, batch: dict, update_actor: bool | None = None) -> dict[str, torch.Tensor]:
         """One critic update; the actor every ``policy_delay`` critic updates."""
-        metrics = self._critic_step(
+        loss, metrics = self._critic_losses(
             batch["obs"], batch["action"], batch["reward"], batch["discount"], batch["next_obs"]
         )
+        self._step(self.critic_opt, loss)
         self.updates += 1
         if update_actor if update_actor is not None else self.updates % self.cfg.policy_delay == 0:
-            metrics = {**metrics, **self._actor_step(batch["obs"])}
+            loss, actor_metrics = self._actor_losses(batch["obs"])
+            self._step(self.actor_opt, loss)
+            metrics = {**metrics, **actor_metrics}
         soft_update([(self.target_critic, self.critic)], self.cfg.tau)
         return metrics

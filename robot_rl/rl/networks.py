@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from robot_rl.rl.acceleration import full_precision
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = True) -> nn.Sequential:
@@ -16,6 +19,21 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = True) -
         in_dim = h
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def mlp_fp32_out(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run an ``mlp``; under bf16 autocast its output layer still runs in fp32."""
+    for layer in islice(net, len(net) - 1):
+        x = layer(x)
+    with full_precision(x):
+        return net[-1](x.float())
+
+
+def call_detached(module: nn.Module, *args) -> torch.Tensor:
+    """``module(*args)`` with its parameters cut from the graph: gradients reach the inputs only
+    (an actor loss through a critic leaves the critic's gradients untouched)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args)
 
 
 class EnsembleLinear(nn.Module):
@@ -75,7 +93,8 @@ class CriticEnsemble(nn.Module):
         x = x.unsqueeze(0).expand(count, *x.shape)
         for layer, norm in zip(self.layers, self.norms, strict=True):
             x = F.relu(norm(layer(x, members), members))
-        return self.head(x, members)
+        with full_precision(x):
+            return self.head(x.float(), members)
 
 
 class TanhGaussianActor(nn.Module):
@@ -93,7 +112,7 @@ class TanhGaussianActor(nn.Module):
         self.log_std_range = log_std_range
 
     def forward(self, features: torch.Tensor, deterministic: bool = False):
-        mean, log_std = self.net(features).chunk(2, dim=-1)
+        mean, log_std = mlp_fp32_out(self.net, features).chunk(2, dim=-1)
         log_std = log_std.clamp(*self.log_std_range)  # starts near 0: std ~1, broad exploration
         if deterministic:
             return torch.tanh(mean), None
@@ -125,7 +144,7 @@ class DeterministicActor(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(features))
+        return torch.tanh(mlp_fp32_out(self.net, features))
 
 
 class ConvEncoder(nn.Module):

@@ -3,6 +3,12 @@ random subset of M (10/2 by default; 2/2 is plain SAC), update-to-data ratio as 
 automatic temperature, optional entropy term in the backup, and 50/50 demo sampling (the
 trainer mixes the batches). Works from state, pixels or both: images go through a conv encoder
 trained by the critic only, with DrQ random shifts on obs and next obs independently.
+
+As in SERL, the last critic update of an env step also updates the actor and temperature, and
+all three losses are taken at the same parameters (the actor's loss reaches the critic's
+parameters with no gradient). They share one backward pass and one fused Adam step, and the
+loss computation is compiled and runs its hidden matmuls in bf16 where that is fast
+(``acceleration.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
 from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
     ObsEncoder,
     TanhGaussianActor,
+    call_detached,
     random_shift,
     soft_update,
     update_target_encoder,
@@ -57,6 +65,10 @@ class SACConfig:
     """Features per camera from the conv encoder."""
     augment: bool = True
     """DrQ random-shift augmentation for images."""
+    compile: str = "auto"
+    """torch.compile the loss computation: auto (on; eager if compiling fails), on, off."""
+    amp: str = "auto"
+    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class SAC(nn.Module):
@@ -72,10 +84,20 @@ class SAC(nn.Module):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_temperature)).log())
         self.target_entropy = -action_dim / 2 if cfg.target_entropy is None else cfg.target_entropy
-        critic_params = list(self.critic.parameters()) + list(self.encoder.encoders.parameters())
-        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.lr, fused=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        critic_params = [*self.critic.parameters(), *self.encoder.encoders.parameters()]
+        # Adam is per parameter, so one optimizer over the three groups steps exactly as three
+        # would; a group whose loss was not computed has no gradient and is skipped.
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": critic_params, "name": "critic"},
+                {"params": [*self.actor.parameters()], "name": "actor"},
+                {"params": [self.log_alpha], "name": "temperature"},
+            ],
+            lr=cfg.lr,
+            fused=True,
+        )
+        self._losses = MaybeCompiled(self.losses, cfg.compile)
+        self._bf16: bool | None = None  # decided on the first update, on the module's device
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One env step's worth of learning: ``utd`` critic updates, the actor on the last.
@@ -100,46 +122,57 @@ class SAC(nn.Module):
 
     def update(self, batch: dict, update_actor: bool) -> dict[str, torch.Tensor]:
         """One critic step, plus actor and temperature steps if ``update_actor``."""
-        cfg = self.cfg
-        obs, next_obs = self._augment(batch["obs"]), self._augment(batch["next_obs"])
-        alpha = self.log_alpha.exp().detach()
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor(self.encoder(next_obs))
-            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
-            next_features = self.target_encoder(next_obs)
-            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
-        features = self.encoder(obs)
-        q_pred = self.critic(features, batch["action"])[..., 0]
-        loss, metrics = sac_critic_loss(
-            q_pred,
-            q_next,
-            next_log_prob,
+        if self._bf16 is None:
+            self._bf16 = use_bf16(self.cfg.amp, self.log_alpha.device)
+        loss, metrics = self._losses(
+            batch["obs"],
+            batch["action"],
             batch["reward"],
             batch["discount"],
-            alpha,
-            cfg.entropy_backup,
+            batch["next_obs"],
+            update_actor,
         )
-        self.critic_opt.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.critic_opt.step()
+        self.optimizer.step()
         self._soft_update()
-        if update_actor:
-            features = features.detach()  # the encoder learns through the critic only
-            action, log_prob = self.actor(features)
-            self.critic.requires_grad_(False)
-            actor_loss, actor_metrics = sac_actor_loss(
-                self.critic(features, action)[..., 0], log_prob, self.log_alpha.exp()
-            )
-            self.critic.requires_grad_(True)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            t_loss.backward()
-            self.alpha_opt.step()
-            metrics.update(actor_metrics, **t_metrics)
         return metrics
+
+    def losses(
+        self,
+        obs: dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        discount: torch.Tensor,
+        next_obs: dict[str, torch.Tensor],
+        update_actor: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The critic loss, plus the actor and temperature losses if ``update_actor``, summed;
+        each reaches only its own parameters. obs/next_obs values (B, ...), action (B, A),
+        reward and discount (B,)."""
+        cfg = self.cfg
+        obs, next_obs = self._augment(obs), self._augment(next_obs)
+        with autocast(self.log_alpha.device, bool(self._bf16)):
+            alpha = self.log_alpha.exp().detach()
+            with torch.no_grad():
+                next_action, next_log_prob = self.actor(self.encoder(next_obs))
+                subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+                next_features = self.target_encoder(next_obs)
+                q_next = self.target_critic(next_features, next_action, subset)[..., 0]
+            features = self.encoder(obs)
+            q_pred = self.critic(features, action)[..., 0]
+            loss, metrics = sac_critic_loss(
+                q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+            )
+            if update_actor:
+                features = features.detach()  # the encoder learns through the critic only
+                pi_action, log_prob = self.actor(features)
+                q_pi = call_detached(self.critic, features, pi_action)[..., 0]
+                actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, self.log_alpha.exp())
+                t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+                loss = loss + actor_loss + t_loss
+                metrics = {**metrics, **actor_metrics, **t_metrics}
+        return loss, metrics
 
     def _soft_update(self) -> None:
         soft_update([(self.target_critic, self.critic)], self.cfg.tau)
