@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.policies.base import BasePolicy, ChunkPolicyConfig
-from robot_rl.rl.networks import mlp
+from robot_rl.rl.networks import mlp, mlp_fp32_out
 
 
 @dataclass
@@ -67,12 +67,13 @@ class DiffusionPolicy(BasePolicy):
         # DDIM visits train_steps-1 .. 0 in inference_steps roughly even strides
         steps = torch.linspace(cfg.train_steps - 1, 0, cfg.inference_steps).round().long()
         self.register_buffer("ddim_steps", steps)
+        self.ddim_schedule = tuple(steps.tolist())  # Python ints: no device sync when sampling
         self.denoise_calls = 0  # chunks sampled (DSRL denoises each latent exactly once)
 
     def epsilon(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted noise for flattened chunks x (B, Ta * A) at steps t (B,)."""
         temb = self.time_mlp(timestep_embedding(t, self.cfg.time_embed_dim))
-        return self.denoiser(torch.cat([x, temb, cond], dim=-1))
+        return mlp_fp32_out(self.denoiser, torch.cat([x, temb, cond], dim=-1))
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x0 = self.normalize_action(batch["action"]).flatten(1)
@@ -87,7 +88,7 @@ class DiffusionPolicy(BasePolicy):
         """DDIM with eta = 0 from the given initial noise (B, Ta * A) -> normalised chunk, every
         x0 estimate clamped to [-1, 1]. Deterministic: the same noise gives the same chunk."""
         x = noise
-        steps = self.ddim_steps.tolist()
+        steps = self.ddim_schedule
         for i, t in enumerate(steps):
             ab = self.alpha_bars[t]
             ab_prev = self.alpha_bars[steps[i + 1]] if i + 1 < len(steps) else ab.new_tensor(1.0)

@@ -7,7 +7,9 @@ latent w = action_magnitude * u of one chunk. Two variants:
 - ``variant=na`` (noise aliasing), this file: an action critic Q^A(s, a) trained on executed
   chunks a = pi_dp(s, w) (recomputed exactly: DDIM with eta = 0 is deterministic given s and w);
   a noise critic Q^W(s, w) distilled toward Q^A(s, pi_dp(s, w)) for w ~ N(0, I) with the target
-  detached; a latent actor maximising Q^W - alpha log pi.
+  detached; a latent actor maximising Q^W - alpha log pi. The three losses (and the
+  temperature's) are taken at the same parameters and share one backward pass and one Adam
+  step, compiled and in bf16 where that is fast, as ``sac.SAC`` does.
 
 The base policy is held outside the module's parameters: it is never optimised or saved here.
 Shapes: B batch, L = Ta * A latent/chunk size.
@@ -23,11 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.policies.base import BasePolicy
+from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
 from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
     ObsEncoder,
     TanhGaussianActor,
+    call_detached,
     soft_update,
     update_target_encoder,
 )
@@ -82,11 +86,17 @@ class DSRLNA(nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_q_action = copy.deepcopy(self.q_action).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_temperature)).log())
-        critic_params = [*self.q_action.parameters(), *self.encoder.encoders.parameters()]
-        self.q_action_opt = torch.optim.Adam(critic_params, lr=cfg.lr)
-        self.q_noise_opt = torch.optim.Adam(self.q_noise.parameters(), lr=cfg.lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        groups = {
+            "action_critic": [*self.q_action.parameters(), *self.encoder.encoders.parameters()],
+            "noise_critic": [*self.q_noise.parameters()],
+            "actor": [*self.actor.parameters()],
+            "temperature": [self.log_alpha],
+        }
+        self.optimizer = torch.optim.Adam(
+            [{"params": v, "name": k} for k, v in groups.items()], lr=cfg.lr, fused=True
+        )
+        self._losses = MaybeCompiled(self.losses, cfg.compile)
+        self._bf16: bool | None = None  # decided on the first update, on the module's device
 
     @property
     def base(self) -> BasePolicy:
@@ -114,64 +124,62 @@ class DSRLNA(nn.Module):
         return metrics
 
     def update(self, batch: dict) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        alpha = self.log_alpha.exp().detach()
-        # 1. action critic on executed chunks
-        with torch.no_grad():
-            next_latent, next_log_prob = self.actor(self.encoder(next_obs))
-            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
-            q_next = self.target_q_action(
-                self.target_encoder(next_obs), self.executed(next_obs, next_latent), subset
-            )[..., 0]
-            executed = self.executed(obs, batch["action"])
-        features = self.encoder(obs)
-        q_pred = self.q_action(features, executed)[..., 0]
-        loss, metrics = sac_critic_loss(
-            q_pred,
-            q_next,
-            next_log_prob,
-            batch["reward"],
-            batch["discount"],
-            alpha,
-            cfg.entropy_backup,
-        )
-        self.q_action_opt.zero_grad(set_to_none=True)
+        if self._bf16 is None:
+            self._bf16 = use_bf16(self.cfg.amp, self.log_alpha.device)
+        keys = ("obs", "action", "reward", "discount", "next_obs")
+        loss, metrics = self._losses(*(batch[k] for k in keys))
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.q_action_opt.step()
-        features = features.detach()
-        distill = self.distill(features, obs)
-        # 3. latent actor on the noise critic, and the temperature
-        latent, log_prob = self.actor(features)
-        self.q_noise.requires_grad_(False)
-        actor_loss, actor_metrics = sac_actor_loss(
-            self.q_noise(features, latent)[..., 0], log_prob, alpha
-        )
-        self.q_noise.requires_grad_(True)
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-        t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, cfg.target_entropy)
-        self.alpha_opt.zero_grad(set_to_none=True)
-        t_loss.backward()
-        self.alpha_opt.step()
+        self.optimizer.step()
         self._soft_update()
-        metrics.update(actor_metrics, **t_metrics, **{"loss/noise_critic": distill.detach()})
         return metrics
 
-    def distill(self, features: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One step of the noise critic toward Q^A(s, pi_dp(s, w)) for fresh w ~ N(0, I), the
-        target detached; returns the loss before the step."""
+    def losses(
+        self,
+        obs: dict[str, torch.Tensor],
+        latent: torch.Tensor,
+        reward: torch.Tensor,
+        discount: torch.Tensor,
+        next_obs: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Action-critic, noise-critic, actor and temperature losses, summed; each reaches only
+        its own parameters. latent (B, L) in [-1, 1], reward and discount (B,)."""
+        cfg = self.cfg
+        with autocast(self.log_alpha.device, bool(self._bf16)):
+            alpha = self.log_alpha.exp().detach()
+            # 1. action critic on executed chunks
+            with torch.no_grad():
+                next_latent, next_log_prob = self.actor(self.encoder(next_obs))
+                subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+                q_next = self.target_q_action(
+                    self.target_encoder(next_obs), self.executed(next_obs, next_latent), subset
+                )[..., 0]
+                executed = self.executed(obs, latent)
+            features = self.encoder(obs)
+            q_pred = self.q_action(features, executed)[..., 0]
+            loss, metrics = sac_critic_loss(
+                q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+            )
+            # 2. noise critic distilled toward the action critic
+            features = features.detach()
+            distill = self.distill_loss(features, obs)
+            # 3. latent actor on the noise critic, and the temperature
+            pi_latent, log_prob = self.actor(features)
+            q_pi = call_detached(self.q_noise, features, pi_latent)[..., 0]
+            actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, alpha)
+            t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, cfg.target_entropy)
+        metrics = {**metrics, **actor_metrics, **t_metrics, "loss/noise_critic": distill.detach()}
+        return loss + distill + actor_loss + t_loss, metrics
+
+    def distill_loss(self, features: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """MSE of the noise critic to Q^A(s, pi_dp(s, w)) for fresh w ~ N(0, I), the target
+        detached; features (B, F) detached from the encoder."""
         with torch.no_grad():
             w = torch.randn(len(features), self.action_dim, device=features.device)
             u = w / self.cfg.action_magnitude  # latent units, as the actor's actions
             target = self.q_action(features, self.executed(obs, u))[..., 0].mean(0)
         q_w = self.q_noise(features, u)[..., 0]
-        loss = F.mse_loss(q_w, target.expand_as(q_w))
-        self.q_noise_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.q_noise_opt.step()
-        return loss.detach()
+        return F.mse_loss(q_w, target.expand_as(q_w))
 
     def _soft_update(self) -> None:
         soft_update([(self.target_q_action, self.q_action)], self.cfg.tau)
