@@ -4,6 +4,7 @@
     .venv/bin/python bench/sample_efficiency.py --task gym:Pendulum-v1 --methods sac --steps 10000 \
         --threshold -200
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
+    .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
 
 Each run is a normal ``robot-rl train`` run directory under --out; the table gives, per method,
 the mean final success (or return) over seeds and the env steps at which the mean curve first
@@ -31,15 +32,16 @@ METHODS = {
 }
 
 
-def ensure_demos(task: str, episodes: int, out: Path, reward: str) -> str:
-    path = out / f"demos-{task}-{episodes}-{reward}.zarr"
+def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "state") -> str:
+    mode = "" if obs == "state" else f"-{obs}"
+    path = out / f"demos-{task}-{episodes}-{reward}{mode}.zarr"
     if not path.exists():
         from robot_rl.data.collect import collect_episodes
         from robot_rl.sim.experts import EXPERTS
         from robot_rl.sim.registry import make_task
         from robot_rl.sim.tasks.base import TaskRuntime
 
-        rt = TaskRuntime(make_task(task, reward_type=reward), 8)
+        rt = TaskRuntime(make_task(task, reward_type=reward, obs_mode=obs), 8)
         collect_episodes(
             rt, lambda r, o: EXPERTS[task](r), episodes, str(path), 0, show_progress=False
         )
@@ -123,12 +125,16 @@ def main() -> None:
         "--reward", default="sparse", help="reward_type of our tasks (SERL: sparse)"
     )
     parser.add_argument("--utd", type=int, default=2, help="RLPD critic updates per env step")
+    parser.add_argument("--obs", default="state", help="state, pixels or state+pixels (ours)")
     args = parser.parse_args()
+    if args.obs != "state" and "sb3" in args.methods:
+        parser.error("the SB3 baseline runs from state only")
     out = Path(args.out)
     runs: dict[str, list[Path]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            run_dir = out / f"{method}-{args.task.replace(':', '-')}-s{seed}"
+            mode = "" if args.obs == "state" else f"-{args.obs}"
+            run_dir = out / f"{method}-{args.task.replace(':', '-')}{mode}-s{seed}"
             runs.setdefault(method, []).append(run_dir)
             if (run_dir / "eval.csv").exists():
                 continue  # finished earlier; rerun by deleting it
@@ -137,7 +143,11 @@ def main() -> None:
                 continue
             spec = METHODS[method]
             ours = not args.task.startswith("gym:")
-            demos = ensure_demos(args.task, args.demos, out, args.reward) if spec["demos"] else ""
+            demos = (
+                ensure_demos(args.task, args.demos, out, args.reward, args.obs)
+                if spec["demos"]
+                else ""
+            )
             algo = spec["algo"]
             if method == "rlpd":
                 algo = dataclasses.replace(algo, utd=args.utd)
@@ -145,6 +155,7 @@ def main() -> None:
                 algo=algo,
                 env={"reward_type": args.reward} if ours else {},
                 task=args.task,
+                obs=args.obs,
                 demos=demos,
                 seed=seed,
                 num_envs=spec["num_envs"],

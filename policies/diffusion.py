@@ -68,7 +68,6 @@ class DiffusionPolicy(BasePolicy):
         steps = torch.linspace(cfg.train_steps - 1, 0, cfg.inference_steps).round().long()
         self.register_buffer("ddim_steps", steps)
         self.ddim_schedule = tuple(steps.tolist())  # Python ints: no device sync when sampling
-        self.denoise_calls = 0  # chunks sampled (DSRL denoises each latent exactly once)
 
     def epsilon(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted noise for flattened chunks x (B, Ta * A) at steps t (B,)."""
@@ -105,6 +104,5 @@ class DiffusionPolicy(BasePolicy):
         if noise is None:
             shape = (cond.shape[0], self.chunk_dim)
             noise = torch.randn(shape, device=cond.device, generator=generator)
-        self.denoise_calls += 1
         x = self.sample(cond, noise.reshape(cond.shape[0], self.chunk_dim))
         return self.unnormalize_action(x.unflatten(-1, (self.action_horizon, self.action_dim)))
