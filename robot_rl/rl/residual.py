@@ -11,7 +11,8 @@ TD3 learner: deterministic residual actor whose last layer starts at zero (so th
 are exactly the base policy's), a LayerNorm critic ensemble with the target minimum over a
 random subset at b' + pi_target(s') plus clipped noise, TD targets clamped to the returns the
 task can pay, the actor on the mean over critics, n-step returns, critic-only warm-up, separate
-actor and critic learning rates and gradient clipping.
+actor and critic learning rates and gradient clipping. Critic and actor losses are taken at the
+same parameters and share one backward pass and one Adam step (compiled, bf16 where fast).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
 from robot_rl.rl.base_policy_envs import residual_scale
 from robot_rl.rl.losses import ensemble_actor_loss, random_subset, sac_critic_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
     DeterministicActor,
     ObsEncoder,
+    call_detached,
     soft_update,
     update_target_encoder,
 )
@@ -90,6 +93,10 @@ class ResidualConfig:
     """Gradient norm clip for actor and critics."""
     image_feature_dim: int = 64
     """Features per camera from the conv encoder."""
+    compile: str = "auto"
+    """torch.compile the loss computation: auto (on; eager if compiling fails), on, off."""
+    amp: str = "auto"
+    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class ResidualTD3(nn.Module):
@@ -113,9 +120,16 @@ class ResidualTD3(nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        critic_params = list(self.critic.parameters()) + list(self.encoder.encoders.parameters())
-        self.critic_opt = torch.optim.Adam(critic_params, lr=cfg.critic_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_params = [*self.critic.parameters(), *self.encoder.encoders.parameters()]
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.critic_params, "lr": cfg.critic_lr, "name": "critic"},
+                {"params": [*self.actor.parameters()], "lr": cfg.actor_lr, "name": "actor"},
+            ],
+            fused=True,
+        )
+        self._losses = MaybeCompiled(self.losses, cfg.compile)
+        self._bf16: bool | None = None  # decided on the first update, on the module's device
         self.updates = self.learn_calls = 0  # Python counters: no device sync per update
 
     def get_extra_state(self) -> torch.Tensor:
@@ -157,52 +171,67 @@ class ResidualTD3(nn.Module):
         return metrics
 
     def update(self, batch: dict, update_actor: bool = True) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        with torch.no_grad():
-            next_features = self.target_encoder(batch["next_obs"])
-            next_residual = self.target_actor(self._actor_input(next_features, batch["next_obs"]))
-            clip = self._units(cfg.target_noise_clip)
-            noise = (torch.randn_like(next_residual) * self._units(cfg.target_noise)).clamp(
-                -clip, clip
-            )
-            next_residual = (next_residual + noise).clamp(-1.0, 1.0)
-            next_action = self.executed(batch["next_obs"]["base_action"], next_residual)
-            subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
-            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
-        features = self.encoder(batch["obs"])
-        q_pred = self.critic(features, batch["action"])[..., 0]
-        zero = torch.zeros((), device=q_pred.device)
-        loss, metrics = sac_critic_loss(
-            q_pred,
-            q_next,
-            zero,
-            batch["reward"],
-            batch["discount"],
-            zero,
-            False,
-            cfg.q_target_range or (),
-        )
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.critic_opt.param_groups[0]["params"], cfg.grad_clip)
-        self.critic_opt.step()
+        """One critic step; an actor step too on every ``actor_every``-th update if
+        ``update_actor``."""
+        if self._bf16 is None:
+            self._bf16 = use_bf16(self.cfg.amp, self.scale.device)
         self.updates += 1
-        if update_actor and self.updates % cfg.actor_every == 0:
-            features = features.detach()
-            self.critic.requires_grad_(False)
-            residual = self.actor(self._actor_input(features, batch["obs"]))
-            action = self.executed(batch["obs"]["base_action"], residual)
-            actor_loss, actor_metrics = ensemble_actor_loss(
-                self.critic(features, action)[..., 0], self.scale * residual, cfg.residual_l2
-            )
-            self.critic.requires_grad_(True)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-            self.actor_opt.step()
-            metrics.update(actor_metrics, **{"residual/abs_mean": residual.detach().abs().mean()})
-        self._soft_update(update_actor)
+        actor = update_actor and self.updates % self.cfg.actor_every == 0
+        keys = ("obs", "action", "reward", "discount", "next_obs")
+        loss, metrics = self._losses(*(batch[k] for k in keys), update_actor=actor)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.critic_params, self.cfg.grad_clip)
+        if actor:
+            nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self._soft_update(actor)
         return metrics
+
+    def losses(
+        self,
+        obs: dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        discount: torch.Tensor,
+        next_obs: dict[str, torch.Tensor],
+        update_actor: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The critic loss on executed actions (B, A), plus the actor's if ``update_actor``,
+        summed; each reaches only its own parameters."""
+        cfg = self.cfg
+        with autocast(self.scale.device, bool(self._bf16)):
+            with torch.no_grad():
+                next_features = self.target_encoder(next_obs)
+                next_residual = self.target_actor(self._actor_input(next_features, next_obs))
+                clip = self._units(cfg.target_noise_clip)
+                noise = torch.randn_like(next_residual) * self._units(cfg.target_noise)
+                next_residual = (next_residual + noise.clamp(-clip, clip)).clamp(-1.0, 1.0)
+                next_action = self.executed(next_obs["base_action"], next_residual)
+                subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
+                q_next = self.target_critic(next_features, next_action, subset)[..., 0]
+            features = self.encoder(obs)
+            q_pred = self.critic(features, action)[..., 0]
+            zero = torch.zeros((), device=q_pred.device)
+            loss, metrics = sac_critic_loss(
+                q_pred, q_next, zero, reward, discount, zero, False, cfg.q_target_range or ()
+            )
+            if update_actor:
+                features = features.detach()
+                residual = self.actor(self._actor_input(features, obs))
+                executed = self.executed(obs["base_action"], residual)
+                actor_loss, actor_metrics = ensemble_actor_loss(
+                    call_detached(self.critic, features, executed)[..., 0],
+                    self.scale * residual,
+                    cfg.residual_l2,
+                )
+                loss = loss + actor_loss
+                metrics = {
+                    **metrics,
+                    **actor_metrics,
+                    "residual/abs_mean": residual.detach().abs().mean(),
+                }
+        return loss, metrics
 
     def _soft_update(self, actor: bool) -> None:
         pairs = [(self.target_critic, self.critic)]
