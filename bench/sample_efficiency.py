@@ -32,6 +32,17 @@ METHODS = {
 }
 
 
+def parse_setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE parsed as JSON where it can be (numbers, lists), else a string."""
+    import json
+
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "state") -> str:
     mode = "" if obs == "state" else f"-{obs}"
     path = out / f"demos-{task}-{episodes}-{reward}{mode}.zarr"
@@ -126,6 +137,14 @@ def main() -> None:
     )
     parser.add_argument("--utd", type=int, default=2, help="RLPD critic updates per env step")
     parser.add_argument("--obs", default="state", help="state, pixels or state+pixels (ours)")
+    parser.add_argument(
+        "--algo-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override algo settings of our methods, e.g. activation=tanh",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the run directories (variants)")
     args = parser.parse_args()
     if args.obs != "state" and "sb3" in args.methods:
         parser.error("the SB3 baseline runs from state only")
@@ -134,7 +153,8 @@ def main() -> None:
     for method in args.methods:
         for seed in args.seeds:
             mode = "" if args.obs == "state" else f"-{args.obs}"
-            run_dir = out / f"{method}-{args.task.replace(':', '-')}{mode}-s{seed}"
+            name = f"{method}-{args.task.replace(':', '-')}{mode}{args.tag}-s{seed}"
+            run_dir = out / name
             runs.setdefault(method, []).append(run_dir)
             if (run_dir / "eval.csv").exists():
                 continue  # finished earlier; rerun by deleting it
@@ -151,6 +171,7 @@ def main() -> None:
             algo = spec["algo"]
             if method == "rlpd":
                 algo = dataclasses.replace(algo, utd=args.utd)
+            algo = dataclasses.replace(algo, **dict(parse_setting(kv) for kv in args.algo_set))
             cfg = TrainConfig(
                 algo=algo,
                 env={"reward_type": args.reward} if ours else {},

@@ -167,3 +167,17 @@ def test_fasttd3_actor_starts_small_and_actor_updates_are_delayed():
     assert "loss/actor" in metrics
     pairs = list(zip(agent.actor.parameters(), actor_before, strict=True))
     assert any(not torch.equal(p, q) for p, q in pairs)
+
+
+def test_activation_setting_reaches_actor_and_critics():
+    def outputs(activation):
+        torch.manual_seed(0)
+        agent = SAC(SACConfig(num_critics=2, hidden=[16], activation=activation), SHAPES, 2)
+        b = batch(8)
+        q = agent.critic(agent.encoder(b["obs"]), b["action"])
+        return q, agent.act(b["obs"], deterministic=True)
+
+    (q_relu, a_relu), (q_tanh, a_tanh) = outputs("relu"), outputs("tanh")
+    assert not torch.allclose(q_relu, q_tanh) and not torch.allclose(a_relu, a_tanh)
+    with pytest.raises(ValueError, match="activation"):
+        SAC(SACConfig(activation="gelu"), SHAPES, 2)

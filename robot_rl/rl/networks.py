@@ -11,11 +11,27 @@ from torch import nn
 
 from robot_rl.rl.acceleration import full_precision
 
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = True) -> nn.Sequential:
+
+def check_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return name
+
+
+def mlp(
+    in_dim: int,
+    hidden: list[int],
+    out_dim: int,
+    layer_norm: bool = True,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """Linear -> LayerNorm -> activation per hidden layer, then a linear output layer."""
+    act = ACTIVATIONS[check_activation(activation)]
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [nn.Linear(in_dim, h)] + ([nn.LayerNorm(h)] if layer_norm else []) + [nn.ReLU()]
+        layers += [nn.Linear(in_dim, h)] + ([nn.LayerNorm(h)] if layer_norm else []) + [act()]
         in_dim = h
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -75,9 +91,17 @@ class CriticEnsemble(nn.Module):
     """E critics Q(s, a) with LayerNorm as one module. Output (E, B, atoms); atoms = 1 for a
     scalar critic, or the C51 logits."""
 
-    def __init__(self, members: int, in_dim: int, hidden: list[int], atoms: int = 1):
+    def __init__(
+        self,
+        members: int,
+        in_dim: int,
+        hidden: list[int],
+        atoms: int = 1,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.members, self.atoms = members, atoms
+        self.activation = {"relu": F.relu, "tanh": torch.tanh}[check_activation(activation)]
         dims = [in_dim, *hidden]
         pairs = zip(dims[:-1], dims[1:], strict=True)
         self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in pairs)
@@ -92,7 +116,7 @@ class CriticEnsemble(nn.Module):
         count = self.members if members is None else len(members)
         x = x.unsqueeze(0).expand(count, *x.shape)
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            x = F.relu(norm(layer(x, members), members))
+            x = self.activation(norm(layer(x, members), members))
         with full_precision(x):
             return self.head(x.float(), members)
 
@@ -106,9 +130,10 @@ class TanhGaussianActor(nn.Module):
         action_dim: int,
         hidden: list[int],
         log_std_range: tuple[float, float] = (-10.0, 2.0),
+        activation: str = "relu",
     ):
         super().__init__()
-        self.net = mlp(in_dim, hidden, 2 * action_dim)
+        self.net = mlp(in_dim, hidden, 2 * action_dim, activation=activation)
         self.log_std_range = log_std_range
 
     def forward(self, features: torch.Tensor, deterministic: bool = False):

@@ -43,6 +43,8 @@ class SACConfig:
     """Critics in the random subset whose minimum forms the target."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer sizes of actor and critics."""
+    activation: str = "relu"
+    """Hidden activation of actor and critics, after each LayerNorm: relu or tanh (SERL)."""
     lr: float = 3e-4
     """Learning rate of actor, critics, encoder and temperature."""
     tau: float = 0.005
@@ -78,8 +80,12 @@ class SAC(nn.Module):
         if cfg.critic_subset > cfg.num_critics or cfg.critic_subset < 1:
             raise ValueError(f"critic_subset must be in [1, {cfg.num_critics}]")
         self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
-        self.actor = TanhGaussianActor(self.encoder.dim, action_dim, cfg.hidden)
-        self.critic = CriticEnsemble(cfg.num_critics, self.encoder.dim + action_dim, cfg.hidden)
+        self.actor = TanhGaussianActor(
+            self.encoder.dim, action_dim, cfg.hidden, activation=cfg.activation
+        )
+        self.critic = CriticEnsemble(
+            cfg.num_critics, self.encoder.dim + action_dim, cfg.hidden, activation=cfg.activation
+        )
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_temperature)).log())
