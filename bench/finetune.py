@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sample_efficiency import ensure_demos, mean_curve_row
+from sample_efficiency import ensure_demos, final_column, mean_curve_row
 
 from robot_rl.cli.commands import success_text
 from robot_rl.cli.main import compose
@@ -96,14 +96,15 @@ def main() -> None:
     print(
         f"\n| {args.task}: method (base {args.base} from {args.finetune_demos} demos, "
         f"{base_eval['success_rate']:.0%}) | seeds | final success | env steps to mean >= "
-        f"{args.threshold:.0%} | wall-clock s to it | s per 1k env steps |"
+        f"{args.threshold:.0%} | wall-clock s to it | s per 1k env steps | final success, "
+        "50 episodes |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for method, dirs in runs.items():
         row = mean_curve_row(dirs, "success_rate", args.threshold)
         print(
             f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
-            f"| {row['s_per_1k']:.0f} |"
+            f"| {row['s_per_1k']:.0f} | {final_column(dirs)} |"
         )
     rlpd = sorted(out.glob(f"rlpd-{args.task}-s*"))
     png = plot_runs(

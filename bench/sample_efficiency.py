@@ -32,6 +32,30 @@ METHODS = {
 }
 
 
+def final_success(run_dir: Path, episodes: int = 50) -> float:
+    """Success of a run's last checkpoint over ``episodes`` episodes (``robot-rl eval``'s
+    evaluation), cached in RUN/final_eval.json; NaN for runs without a checkpoint (SB3)."""
+    import json
+
+    from robot_rl.rl.trainer import SavedRun
+
+    cache = run_dir / "final_eval.json"
+    if not cache.exists():
+        if not (run_dir / "checkpoint").is_dir():
+            return float("nan")
+        result = SavedRun.load(run_dir).evaluate(episodes)
+        cache.write_text(json.dumps({"episodes": episodes, **result}))
+    return json.loads(cache.read_text())["success_rate"]
+
+
+def final_column(dirs: list[Path]) -> str:
+    """Per-seed final success over 50 episodes and their mean, as a table cell."""
+    finals = [final_success(d) for d in dirs]
+    if any(np.isnan(finals)):
+        return "-"
+    return ", ".join(f"{f:.0%}" for f in finals) + f" (mean {np.mean(finals):.0%})"
+
+
 def parse_setting(text: str) -> tuple[str, object]:
     """KEY=VALUE with VALUE parsed as JSON where it can be (numbers, lists), else a string."""
     import json
@@ -193,15 +217,15 @@ def main() -> None:
     metric = "return_mean" if args.task.startswith("gym:") else "success_rate"
     print(
         f"| {args.task}: method | seeds | final {metric} | env steps to mean {metric} >= "
-        f"{args.threshold} | wall-clock s to it | env steps/s |"
+        f"{args.threshold} | wall-clock s to it | env steps/s | final success, 50 episodes |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for method, dirs in runs.items():
         row = mean_curve_row(dirs, metric, args.threshold)
         rate = 1000 / row["s_per_1k"]
         print(
             f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
-            f"| {rate:.0f} |"
+            f"| {rate:.0f} | {final_column(dirs) if metric == 'success_rate' else '-'} |"
         )
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],

@@ -64,10 +64,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from robot_rl.policies import load_policy, read_policy_config
     from robot_rl.policies.runner import ChunkRunner
     from robot_rl.policies.train import evaluate_policy, train_bc
-    from robot_rl.rl.agents import wrap_env
     from robot_rl.rl.envs import make_env
     from robot_rl.rl.plot import plot_runs
-    from robot_rl.rl.trainer import Trainer, evaluate, load_agent
+    from robot_rl.rl.trainer import SavedRun, Trainer
     from robot_rl.sim.registry import make_task, task_config
     from robot_rl.sim.tasks.base import TaskRuntime
 
@@ -172,15 +171,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     # 5. success after fine-tuning, on the same episodes
     t0 = time.time()
-    agent, config, run_base = load_agent(run_dir / "checkpoint")
-    env = wrap_env(
-        train_cfg.algo, make_env(cfg.task, 8, "state", "cpu", env_settings), run_base, cfg.seed
-    )
-    try:
-        with _status(cfg, f"evaluating the fine-tuned policy over {cfg.eval_episodes} episodes"):
-            after = evaluate(agent, env, cfg.eval_episodes, eval_seed)
-    finally:
-        env.close()
+    run = SavedRun.load(run_dir)
+    with _status(cfg, f"evaluating the fine-tuned policy over {cfg.eval_episodes} episodes"):
+        after = run.evaluate(cfg.eval_episodes, eval_seed)
     times["eval after"] = time.time() - t0
 
     # 6. curve and videos
@@ -189,7 +182,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     )
     one_env = lambda: make_env(cfg.task, 1, "state", "cpu", env_settings)  # noqa: E731
     runner = ChunkRunner(base, 1, seed=cfg.seed)
-    wrap = lambda e: wrap_env(train_cfg.algo, e, run_base, cfg.seed)  # noqa: E731
+    wrap = lambda e: run.wrap(e, cfg.seed)  # noqa: E731
     with _status(cfg, "rendering videos"):
         video_of(
             runner,
@@ -200,11 +193,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             2,
             runner.episode_done,
         )
-        video_of(agent, wrap, one_env(), str(out / "finetuned_policy.mp4"), eval_seed, 2)
+        video_of(run.agent, wrap, one_env(), str(out / "finetuned_policy.mp4"), eval_seed, 2)
     summary = {
         "before": before,
         "after": after,
-        "steps": config["step"],
+        "steps": run.config["step"],
         "times": times,
         "curve": str(curve),
         "run_dir": str(run_dir),

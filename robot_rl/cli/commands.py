@@ -93,33 +93,17 @@ def train(cfg: TrainConfig) -> int:
 
 
 def evaluate(cfg: EvalConfig) -> int:
-    from pathlib import Path
-
-    from robot_rl.rl.agents import algo_from_dict, wrap_env
     from robot_rl.rl.envs import make_env
-    from robot_rl.rl.trainer import evaluate as run_eval
-    from robot_rl.rl.trainer import load_agent
+    from robot_rl.rl.trainer import SavedRun
 
-    ckpt = Path(cfg.ckpt)
-    if (ckpt / "checkpoint").is_dir():
-        ckpt = ckpt / "checkpoint"
-    agent, config, base = load_agent(ckpt, cfg.device)
-    train_cfg = config["train"]
-    algo = algo_from_dict(train_cfg["algo"])
-
-    def run_env(num_envs: int):
-        return make_env(train_cfg["task"], num_envs, train_cfg["obs"], cfg.device, train_cfg["env"])
-
-    env = wrap_env(algo, run_env(cfg.num_envs), base, cfg.seed)
-    try:
-        result = run_eval(agent, env, cfg.episodes, cfg.seed)
-    finally:
-        env.close()
-    console.print(f"{train_cfg['task']} after {config['step']} env steps, {cfg.episodes} episodes:")
+    run = SavedRun.load(cfg.ckpt, cfg.device)
+    result = run.evaluate(cfg.episodes, cfg.seed, cfg.num_envs)
+    train = run.config["train"]
+    console.print(f"{train['task']} after {run.config['step']} env steps, {cfg.episodes} episodes:")
     console.print(f"  {eval_line(result)}")
     if cfg.video:
-        wrap = lambda e: wrap_env(algo, e, base, cfg.seed)  # noqa: E731
-        path = video_of(agent, wrap, run_env(1), cfg.video, cfg.seed)
+        env = make_env(train["task"], 1, train["obs"], cfg.device, train["env"])
+        path = video_of(run.agent, lambda e: run.wrap(e, cfg.seed), env, cfg.video, cfg.seed)
         console.print(f"  video: {path}")
     return 0
 

@@ -411,3 +411,40 @@ def load_agent(checkpoint: str | Path, device: str = "cpu"):
     load_flat_state(agent, tensors, config["optimizers"], optimizers=False)
     agent.eval()
     return agent, config, base
+
+
+@dataclass
+class SavedRun:
+    """A checkpoint loaded to act: the agent, its run config, and its env as it was trained."""
+
+    agent: torch.nn.Module
+    config: dict[str, Any]
+    base: Any
+    device: str
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> SavedRun:
+        """``path``: a checkpoint directory or a run directory holding ``checkpoint/``."""
+        path = Path(path)
+        if (path / "checkpoint").is_dir():
+            path = path / "checkpoint"
+        agent, config, base = load_agent(path, device)
+        return cls(agent, config, base, device)
+
+    def make_env(self, num_envs: int, seed: int = 0) -> BatchedEnv:
+        """The training task with ``num_envs`` worlds, seen through the base policy if any."""
+        from robot_rl.rl.envs import make_env
+
+        train = self.config["train"]
+        env = make_env(train["task"], num_envs, train["obs"], self.device, train["env"])
+        return self.wrap(env, seed)
+
+    def wrap(self, env: BatchedEnv, seed: int = 0) -> BatchedEnv:
+        return wrap_env(algo_from_dict(self.config["train"]["algo"]), env, self.base, seed)
+
+    def evaluate(self, episodes: int = 50, seed: int = 12345, num_envs: int = 8) -> dict:
+        env = self.make_env(num_envs, seed)
+        try:
+            return evaluate(self.agent, env, episodes, seed)
+        finally:
+            env.close()
