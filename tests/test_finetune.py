@@ -426,3 +426,14 @@ def test_residual_l2_term_pulls_the_residual_toward_the_base_action():
     (grad,) = torch.autograd.grad(loss, residual)
     torch.testing.assert_close(grad, 2.0 * residual.detach())  # d/dr of w * mean_B sum_A r^2
     assert ensemble_actor_loss(q, residual)[0].item() == 0.0  # off by default (ResFiT's 0)
+
+
+def test_pessimistic_actor_prefers_actions_the_critics_agree_on():
+    from robot_rl.rl.losses import ensemble_actor_loss
+
+    agreed = torch.full((10, 1), 1.0)  # every critic says 1
+    disputed = torch.linspace(-1.0, 3.2, 10)[:, None]  # mean 1.1, but the critics disagree
+    loss = lambda q, k: ensemble_actor_loss(q, pessimism=k)[0].item()  # noqa: E731
+    assert loss(disputed, 0.0) < loss(agreed, 0.0)  # the mean alone prefers the disputed one
+    assert loss(agreed, 1.0) < loss(disputed, 1.0)  # the lower bound prefers the agreed one
+    assert loss(agreed, 1.0) == loss(agreed, 0.0) == -1.0

@@ -140,13 +140,21 @@ def deterministic_actor_loss(
 
 
 def ensemble_actor_loss(
-    q_pi: torch.Tensor, residual: torch.Tensor | None = None, l2_weight: float = 0.0
+    q_pi: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    l2_weight: float = 0.0,
+    pessimism: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
-    """-mean over critics and batch of Q(s, pi(s)); q_pi (E, B) (the ResFiT/TD3 actor). With a
-    ``residual`` (B, A) in action units, adds ``l2_weight`` * mean_B sum_A residual^2, ResFiT's
-    pull toward the base action."""
-    loss = -q_pi.mean()
-    metrics = {"loss/actor": loss.detach()}
+    """-mean over batch of [mean_E Q(s, pi(s)) - pessimism * std_E Q(s, pi(s))]; q_pi (E, B)
+    (the ResFiT/TD3 actor at ``pessimism`` 0). The spread of the ensemble is large where the
+    critics have seen no data, so a positive ``pessimism`` keeps the actor from chasing Q
+    values the critics merely extrapolate. With a ``residual`` (B, A) in action units, adds
+    ``l2_weight`` * mean_B sum_A residual^2, ResFiT's pull toward the base action."""
+    value = q_pi.mean(0)
+    if pessimism > 0:
+        value = value - pessimism * q_pi.std(0)
+    loss = -value.mean()
+    metrics = {"loss/actor": loss.detach(), "q/ensemble_std": q_pi.detach().std(0).mean()}
     if residual is not None and l2_weight > 0:
         penalty = l2_weight * residual.square().sum(-1).mean()
         loss = loss + penalty

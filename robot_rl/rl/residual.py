@@ -89,6 +89,9 @@ class ResidualConfig:
     """Weight of the squared residual (action units, summed over dims) in the actor loss;
     ResFiT's ``action_l2_reg_weight`` (10 in several of its configs). It holds the residual at
     dQ/da / (2 * weight) per dim, so a critic with noisy action gradients cannot drag it far."""
+    actor_pessimism: float = 0.0
+    """The actor maximises mean - actor_pessimism * std over the critic ensemble (0: the mean,
+    as ResFiT); a positive value keeps the residual where the critics agree, i.e. have data."""
     grad_clip: float = 1.0
     """Gradient norm clip for actor and critics."""
     image_feature_dim: int = 64
@@ -224,6 +227,7 @@ class ResidualTD3(nn.Module):
                     call_detached(self.critic, features, executed)[..., 0],
                     self.scale * residual,
                     cfg.residual_l2,
+                    cfg.actor_pessimism,
                 )
                 loss = loss + actor_loss
                 metrics = {
