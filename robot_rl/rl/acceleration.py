@@ -85,3 +85,31 @@ class MaybeCompiled:
             )
             self.compiled = None
             return self.fn(*args, **kwargs)
+
+
+class FastStep:
+    """The update step the learners share: their loss function (compiled per ``compile``) under
+    bf16 autocast where ``amp`` allows, one backward pass, optional gradient-norm clipping per
+    parameter group, one optimizer step. Returns the loss function's metrics."""
+
+    def __init__(
+        self, losses: Callable, optimizer: torch.optim.Optimizer, compile: str, amp: str
+    ) -> None:
+        self.losses = MaybeCompiled(losses, compile)
+        self.optimizer, self.amp = optimizer, check_switch(amp, "amp")
+        self.bf16: bool | None = None  # decided on the first step, on the parameters' device
+
+    def __call__(self, *args, clip: tuple = (), **kwargs) -> dict[str, torch.Tensor]:
+        """``clip``: (parameters, max_norm) pairs, clipped after the backward pass."""
+        if self.bf16 is None:
+            device = self.optimizer.param_groups[0]["params"][0].device
+            self.bf16 = use_bf16(self.amp, device)
+            self.device = device
+        with autocast(self.device, self.bf16):
+            loss, metrics = self.losses(*args, **kwargs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for params, max_norm in clip:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        return metrics

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_rl.policies.base import BasePolicy
-from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
+from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
@@ -35,6 +35,7 @@ from robot_rl.rl.networks import (
     soft_update,
     update_target_encoder,
 )
+from robot_rl.rl.replay import loss_inputs
 from robot_rl.rl.sac import SACConfig
 
 
@@ -95,8 +96,7 @@ class DSRLNA(nn.Module):
         self.optimizer = torch.optim.Adam(
             [{"params": v, "name": k} for k, v in groups.items()], lr=cfg.lr, fused=True
         )
-        self._losses = MaybeCompiled(self.losses, cfg.compile)
-        self._bf16: bool | None = None  # decided on the first update, on the module's device
+        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
 
     @property
     def base(self) -> BasePolicy:
@@ -124,13 +124,7 @@ class DSRLNA(nn.Module):
         return metrics
 
     def update(self, batch: dict) -> dict[str, torch.Tensor]:
-        if self._bf16 is None:
-            self._bf16 = use_bf16(self.cfg.amp, self.log_alpha.device)
-        keys = ("obs", "action", "reward", "discount", "next_obs")
-        loss, metrics = self._losses(*(batch[k] for k in keys))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        metrics = self.train_step(*loss_inputs(batch))
         self._soft_update()
         return metrics
 
@@ -145,29 +139,28 @@ class DSRLNA(nn.Module):
         """Action-critic, noise-critic, actor and temperature losses, summed; each reaches only
         its own parameters. latent (B, L) in [-1, 1], reward and discount (B,)."""
         cfg = self.cfg
-        with autocast(self.log_alpha.device, bool(self._bf16)):
-            alpha = self.log_alpha.exp().detach()
-            # 1. action critic on executed chunks
-            with torch.no_grad():
-                next_latent, next_log_prob = self.actor(self.encoder(next_obs))
-                subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
-                q_next = self.target_q_action(
-                    self.target_encoder(next_obs), self.executed(next_obs, next_latent), subset
-                )[..., 0]
-                executed = self.executed(obs, latent)
-            features = self.encoder(obs)
-            q_pred = self.q_action(features, executed)[..., 0]
-            loss, metrics = sac_critic_loss(
-                q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
-            )
-            # 2. noise critic distilled toward the action critic
-            features = features.detach()
-            distill = self.distill_loss(features, obs)
-            # 3. latent actor on the noise critic, and the temperature
-            pi_latent, log_prob = self.actor(features)
-            q_pi = call_detached(self.q_noise, features, pi_latent)[..., 0]
-            actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, alpha)
-            t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, cfg.target_entropy)
+        alpha = self.log_alpha.exp().detach()
+        # 1. action critic on executed chunks
+        with torch.no_grad():
+            next_latent, next_log_prob = self.actor(self.encoder(next_obs))
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+            q_next = self.target_q_action(
+                self.target_encoder(next_obs), self.executed(next_obs, next_latent), subset
+            )[..., 0]
+            executed = self.executed(obs, latent)
+        features = self.encoder(obs)
+        q_pred = self.q_action(features, executed)[..., 0]
+        loss, metrics = sac_critic_loss(
+            q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+        )
+        # 2. noise critic distilled toward the action critic
+        features = features.detach()
+        distill = self.distill_loss(features, obs)
+        # 3. latent actor on the noise critic, and the temperature
+        pi_latent, log_prob = self.actor(features)
+        q_pi = call_detached(self.q_noise, features, pi_latent)[..., 0]
+        actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, alpha)
+        t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, cfg.target_entropy)
         metrics = {**metrics, **actor_metrics, **t_metrics, "loss/noise_critic": distill.detach()}
         return loss + distill + actor_loss + t_loss, metrics
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
+from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.losses import deterministic_actor_loss, distributional_cdq_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
@@ -25,6 +25,7 @@ from robot_rl.rl.networks import (
     call_detached,
     soft_update,
 )
+from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
@@ -92,19 +93,20 @@ class FastTD3(nn.Module):
             2, self.encoder.dim + action_dim, cfg.critic_hidden, atoms=cfg.atoms
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_opt = torch.optim.AdamW(
-            self.critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
-        )
-        self.actor_opt = torch.optim.AdamW(
-            self.actor.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": [*self.critic.parameters()], "name": "critic"},
+                {"params": [*self.actor.parameters()], "name": "actor"},
+            ],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            fused=True,
         )
         self.register_buffer("noise_std", torch.empty(num_envs))
         self.redraw_noise(torch.ones(num_envs, dtype=torch.bool))
         self.updates = 0
         self.to(device)
-        self.use_amp = use_bf16(cfg.amp, device)
-        self._critic_losses = MaybeCompiled(self.critic_loss, cfg.compile)
-        self._actor_losses = MaybeCompiled(self.actor_loss, cfg.compile)
+        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One batched env step's worth of learning: ``updates_per_step`` critic updates."""
@@ -130,46 +132,34 @@ class FastTD3(nn.Module):
         noise = torch.randn_like(action) * self.noise_std[: action.shape[0], None]
         return (action + noise).clamp(-1.0, 1.0)
 
-    def critic_loss(self, obs, action, reward, discount, next_obs):
-        """C51 clipped double Q on distributions. obs/next_obs values (B, D), action (B, A),
-        reward and discount (B,)."""
+    def losses(self, obs, action, reward, discount, next_obs, update_actor: bool):
+        """C51 clipped double Q on distributions, plus -min over heads of E[Q(s, pi(s))] for the
+        actor if ``update_actor`` (taken at the same parameters, reaching the actor only).
+        obs/next_obs values (B, D), action (B, A), reward and discount (B,)."""
         cfg = self.cfg
-        with autocast(self.noise_std.device, self.use_amp):
-            with torch.no_grad():
-                next_features = self.encoder(next_obs)
-                noise = (torch.randn_like(action) * cfg.policy_noise).clamp(
-                    -cfg.noise_clip, cfg.noise_clip
-                )
-                next_action = (self.actor(next_features) + noise).clamp(-1.0, 1.0)
-                next_logits = self.target_critic(next_features, next_action)
-            logits = self.critic(self.encoder(obs), action)
-            return distributional_cdq_loss(
-                logits, next_logits, reward, discount, cfg.v_min, cfg.v_max
+        with torch.no_grad():
+            next_features = self.encoder(next_obs)
+            noise = (torch.randn_like(action) * cfg.policy_noise).clamp(
+                -cfg.noise_clip, cfg.noise_clip
             )
-
-    def actor_loss(self, obs):
-        """-min over heads of E[Q(s, pi(s))]; gradients reach the actor only."""
-        with autocast(self.noise_std.device, self.use_amp):
-            features = self.encoder(obs)
-            logits = call_detached(self.critic, features, self.actor(features))
-            return deterministic_actor_loss(logits, self.cfg.v_min, self.cfg.v_max)
-
-    @staticmethod
-    def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            next_action = (self.actor(next_features) + noise).clamp(-1.0, 1.0)
+            next_logits = self.target_critic(next_features, next_action)
+        features = self.encoder(obs)
+        logits = self.critic(features, action)
+        loss, metrics = distributional_cdq_loss(
+            logits, next_logits, reward, discount, cfg.v_min, cfg.v_max
+        )
+        if update_actor:
+            pi_logits = call_detached(self.critic, features, self.actor(features))
+            actor_loss, actor_metrics = deterministic_actor_loss(pi_logits, cfg.v_min, cfg.v_max)
+            loss, metrics = loss + actor_loss, {**metrics, **actor_metrics}
+        return loss, metrics
 
     def update(self, batch: dict, update_actor: bool | None = None) -> dict[str, torch.Tensor]:
         """One critic update; the actor every ``policy_delay`` critic updates."""
-        loss, metrics = self._critic_losses(
-            batch["obs"], batch["action"], batch["reward"], batch["discount"], batch["next_obs"]
-        )
-        self._step(self.critic_opt, loss)
         self.updates += 1
-        if update_actor if update_actor is not None else self.updates % self.cfg.policy_delay == 0:
-            loss, actor_metrics = self._actor_losses(batch["obs"])
-            self._step(self.actor_opt, loss)
-            metrics = {**metrics, **actor_metrics}
+        if update_actor is None:
+            update_actor = self.updates % self.cfg.policy_delay == 0
+        metrics = self.train_step(*loss_inputs(batch), update_actor=update_actor)
         soft_update([(self.target_critic, self.critic)], self.cfg.tau)
         return metrics

@@ -212,6 +212,14 @@ class ReplayBuffer:
             getattr(self, name).copy_(tensors[name])
 
 
+LOSS_INPUTS = ("obs", "action", "reward", "discount", "next_obs")
+"""The batch entries every learner's loss function takes, in this order."""
+
+
+def loss_inputs(batch: dict) -> tuple:
+    return tuple(batch[k] for k in LOSS_INPUTS)
+
+
 def mixed_batch(online: dict, demo: dict) -> dict:
     """Concatenate two batches along the batch axis (demo rows last)."""
     out = {}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
+from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.base_policy_envs import residual_scale
 from robot_rl.rl.losses import ensemble_actor_loss, random_subset, sac_critic_loss
 from robot_rl.rl.networks import (
@@ -34,6 +34,7 @@ from robot_rl.rl.networks import (
     soft_update,
     update_target_encoder,
 )
+from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
@@ -131,8 +132,7 @@ class ResidualTD3(nn.Module):
             ],
             fused=True,
         )
-        self._losses = MaybeCompiled(self.losses, cfg.compile)
-        self._bf16: bool | None = None  # decided on the first update, on the module's device
+        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
         self.updates = self.learn_calls = 0  # Python counters: no device sync per update
 
     def get_extra_state(self) -> torch.Tensor:
@@ -176,18 +176,14 @@ class ResidualTD3(nn.Module):
     def update(self, batch: dict, update_actor: bool = True) -> dict[str, torch.Tensor]:
         """One critic step; an actor step too on every ``actor_every``-th update if
         ``update_actor``."""
-        if self._bf16 is None:
-            self._bf16 = use_bf16(self.cfg.amp, self.scale.device)
         self.updates += 1
         actor = update_actor and self.updates % self.cfg.actor_every == 0
-        keys = ("obs", "action", "reward", "discount", "next_obs")
-        loss, metrics = self._losses(*(batch[k] for k in keys), update_actor=actor)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.critic_params, self.cfg.grad_clip)
-        if actor:
-            nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        groups = [self.critic_params] + ([list(self.actor.parameters())] if actor else [])
+        metrics = self.train_step(
+            *loss_inputs(batch),
+            update_actor=actor,
+            clip=[(params, self.cfg.grad_clip) for params in groups],
+        )
         self._soft_update(actor)
         return metrics
 
@@ -203,38 +199,37 @@ class ResidualTD3(nn.Module):
         """The critic loss on executed actions (B, A), plus the actor's if ``update_actor``,
         summed; each reaches only its own parameters."""
         cfg = self.cfg
-        with autocast(self.scale.device, bool(self._bf16)):
-            with torch.no_grad():
-                next_features = self.target_encoder(next_obs)
-                next_residual = self.target_actor(self._actor_input(next_features, next_obs))
-                clip = self._units(cfg.target_noise_clip)
-                noise = torch.randn_like(next_residual) * self._units(cfg.target_noise)
-                next_residual = (next_residual + noise.clamp(-clip, clip)).clamp(-1.0, 1.0)
-                next_action = self.executed(next_obs["base_action"], next_residual)
-                subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
-                q_next = self.target_critic(next_features, next_action, subset)[..., 0]
-            features = self.encoder(obs)
-            q_pred = self.critic(features, action)[..., 0]
-            zero = torch.zeros((), device=q_pred.device)
-            loss, metrics = sac_critic_loss(
-                q_pred, q_next, zero, reward, discount, zero, False, cfg.q_target_range or ()
+        with torch.no_grad():
+            next_features = self.target_encoder(next_obs)
+            next_residual = self.target_actor(self._actor_input(next_features, next_obs))
+            clip = self._units(cfg.target_noise_clip)
+            noise = torch.randn_like(next_residual) * self._units(cfg.target_noise)
+            next_residual = (next_residual + noise.clamp(-clip, clip)).clamp(-1.0, 1.0)
+            next_action = self.executed(next_obs["base_action"], next_residual)
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, next_action.device)
+            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
+        features = self.encoder(obs)
+        q_pred = self.critic(features, action)[..., 0]
+        zero = torch.zeros((), device=q_pred.device)
+        loss, metrics = sac_critic_loss(
+            q_pred, q_next, zero, reward, discount, zero, False, cfg.q_target_range or ()
+        )
+        if update_actor:
+            features = features.detach()
+            residual = self.actor(self._actor_input(features, obs))
+            executed = self.executed(obs["base_action"], residual)
+            actor_loss, actor_metrics = ensemble_actor_loss(
+                call_detached(self.critic, features, executed)[..., 0],
+                self.scale * residual,
+                cfg.residual_l2,
+                cfg.actor_pessimism,
             )
-            if update_actor:
-                features = features.detach()
-                residual = self.actor(self._actor_input(features, obs))
-                executed = self.executed(obs["base_action"], residual)
-                actor_loss, actor_metrics = ensemble_actor_loss(
-                    call_detached(self.critic, features, executed)[..., 0],
-                    self.scale * residual,
-                    cfg.residual_l2,
-                    cfg.actor_pessimism,
-                )
-                loss = loss + actor_loss
-                metrics = {
-                    **metrics,
-                    **actor_metrics,
-                    "residual/abs_mean": residual.detach().abs().mean(),
-                }
+            loss = loss + actor_loss
+            metrics = {
+                **metrics,
+                **actor_metrics,
+                "residual/abs_mean": residual.detach().abs().mean(),
+            }
         return loss, metrics
 
     def _soft_update(self, actor: bool) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import MaybeCompiled, autocast, use_bf16
+from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
@@ -30,6 +30,7 @@ from robot_rl.rl.networks import (
     soft_update,
     update_target_encoder,
 )
+from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
@@ -102,8 +103,7 @@ class SAC(nn.Module):
             lr=cfg.lr,
             fused=True,
         )
-        self._losses = MaybeCompiled(self.losses, cfg.compile)
-        self._bf16: bool | None = None  # decided on the first update, on the module's device
+        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One env step's worth of learning: ``utd`` critic updates, the actor on the last.
@@ -128,19 +128,7 @@ class SAC(nn.Module):
 
     def update(self, batch: dict, update_actor: bool) -> dict[str, torch.Tensor]:
         """One critic step, plus actor and temperature steps if ``update_actor``."""
-        if self._bf16 is None:
-            self._bf16 = use_bf16(self.cfg.amp, self.log_alpha.device)
-        loss, metrics = self._losses(
-            batch["obs"],
-            batch["action"],
-            batch["reward"],
-            batch["discount"],
-            batch["next_obs"],
-            update_actor,
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        metrics = self.train_step(*loss_inputs(batch), update_actor=update_actor)
         self._soft_update()
         return metrics
 
@@ -158,26 +146,25 @@ class SAC(nn.Module):
         reward and discount (B,)."""
         cfg = self.cfg
         obs, next_obs = self._augment(obs), self._augment(next_obs)
-        with autocast(self.log_alpha.device, bool(self._bf16)):
-            alpha = self.log_alpha.exp().detach()
-            with torch.no_grad():
-                next_action, next_log_prob = self.actor(self.encoder(next_obs))
-                subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
-                next_features = self.target_encoder(next_obs)
-                q_next = self.target_critic(next_features, next_action, subset)[..., 0]
-            features = self.encoder(obs)
-            q_pred = self.critic(features, action)[..., 0]
-            loss, metrics = sac_critic_loss(
-                q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
-            )
-            if update_actor:
-                features = features.detach()  # the encoder learns through the critic only
-                pi_action, log_prob = self.actor(features)
-                q_pi = call_detached(self.critic, features, pi_action)[..., 0]
-                actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, self.log_alpha.exp())
-                t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-                loss = loss + actor_loss + t_loss
-                metrics = {**metrics, **actor_metrics, **t_metrics}
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(self.encoder(next_obs))
+            subset = random_subset(cfg.num_critics, cfg.critic_subset, alpha.device)
+            next_features = self.target_encoder(next_obs)
+            q_next = self.target_critic(next_features, next_action, subset)[..., 0]
+        features = self.encoder(obs)
+        q_pred = self.critic(features, action)[..., 0]
+        loss, metrics = sac_critic_loss(
+            q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+        )
+        if update_actor:
+            features = features.detach()  # the encoder learns through the critic only
+            pi_action, log_prob = self.actor(features)
+            q_pi = call_detached(self.critic, features, pi_action)[..., 0]
+            actor_loss, actor_metrics = sac_actor_loss(q_pi, log_prob, self.log_alpha.exp())
+            t_loss, t_metrics = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            loss = loss + actor_loss + t_loss
+            metrics = {**metrics, **actor_metrics, **t_metrics}
         return loss, metrics
 
     def _soft_update(self) -> None:
