@@ -126,7 +126,8 @@ def summarize(returns: np.ndarray, successes: np.ndarray) -> dict[str, float]:
         p, z = successes.mean(), 1.96
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        out.update(success_rate=float(p), success_lo=centre - half, success_hi=centre + half)
+        lo, hi = max(0.0, centre - half), min(1.0, centre + half)  # no -0.0 from rounding
+        out.update(success_rate=float(p), success_lo=lo, success_hi=hi)
     return out
 
 
