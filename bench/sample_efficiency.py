@@ -5,6 +5,8 @@
         --threshold -200
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
+    .venv/bin/python bench/sample_efficiency.py --task peg_insert --methods rlpd --seeds 0 \
+        --algo-set activation=tanh --tag=-tanh       # a variant, in its own run directories
 
 Each run is a normal ``robot-rl train`` run directory under --out; the table gives, per method,
 the mean final success (or return) over seeds and the env steps at which the mean curve first
@@ -168,7 +170,9 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="override algo settings of our methods, e.g. activation=tanh",
     )
-    parser.add_argument("--tag", default="", help="suffix of the run directories (variants)")
+    parser.add_argument(
+        "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-tanh"
+    )
     args = parser.parse_args()
     if args.obs != "state" and "sb3" in args.methods:
         parser.error("the SB3 baseline runs from state only")
