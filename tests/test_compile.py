@@ -5,6 +5,7 @@ import pytest
 import torch
 from test_learners import SHAPES, batch
 
+from robot_rl.rl.acceleration import MaybeCompiled
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
 from robot_rl.rl.sac import SAC, SACConfig
 
@@ -63,3 +64,25 @@ def test_bf16_update_keeps_fp32_weights_and_follows_the_fp32_update(make):
     step16 = torch.cat([(p - s).flatten() for p, s in zip(bf16.parameters(), start, strict=True)])
     assert step16.abs().sum() > 0
     assert torch.nn.functional.cosine_similarity(step32, step16, dim=0) > 0.95
+
+
+def test_failed_compile_falls_back_to_eager_with_a_warning_unless_required(monkeypatch):
+    def broken_compile(fn):
+        def run(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    auto = MaybeCompiled(lambda x: x + 1, "auto")
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        assert auto(torch.ones(1)).item() == 2
+    assert auto(torch.ones(1)).item() == 2  # eager from then on
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        MaybeCompiled(lambda x: x + 1, "on")(torch.ones(1))
+
+
+@pytest.mark.parametrize("setting", ["compile", "amp"])
+def test_unknown_switch_values_are_refused(setting):
+    with pytest.raises(ValueError, match=f"{setting} must be auto, on or off"):
+        SAC(SACConfig(**{setting: "fast"}), SHAPES, 2)

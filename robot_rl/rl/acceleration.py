@@ -61,13 +61,9 @@ class MaybeCompiled:
     optimizer step stays outside), so rerunning it eagerly after a failed compile is safe.
     """
 
-    def __init__(self, fn: Callable, value: str, setting: str = "compile"):
-        self.fn, self.strict = fn, check_switch(value, setting) == "on"
+    def __init__(self, fn: Callable, value: str):
+        self.fn, self.strict = fn, check_switch(value, "compile") == "on"
         self.compiled = torch.compile(fn) if value != "off" else None
-
-    @property
-    def active(self) -> bool:
-        return self.compiled is not None
 
     def __call__(self, *args, **kwargs):
         if self.compiled is None:
@@ -101,11 +97,10 @@ class FastStep:
 
     def __call__(self, *args, clip: tuple = (), **kwargs) -> dict[str, torch.Tensor]:
         """``clip``: (parameters, max_norm) pairs, clipped after the backward pass."""
+        device = self.optimizer.param_groups[0]["params"][0].device
         if self.bf16 is None:
-            device = self.optimizer.param_groups[0]["params"][0].device
             self.bf16 = use_bf16(self.amp, device)
-            self.device = device
-        with autocast(self.device, self.bf16):
+        with autocast(device, self.bf16):
             loss, metrics = self.losses(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
