@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/finetune.py --task pick_cube --demos 20 50 --seeds 0 1 2
     .venv/bin/python bench/finetune.py --task peg_insert --methods residual dsrl_na --steps 20000
+    .venv/bin/python bench/finetune.py --methods residual --base mlp --finetune-demos 20 \
+        --override algo.actor_pessimism=2 --tag=-lcb      # a variant, in its own run directories
 
 1. Trains a BC-MLP and a diffusion base policy per demo count (``robot-rl bc``) and evaluates
    each over 50 episodes.
@@ -60,6 +62,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--out", default="bench_runs")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="robot-rl train settings for every run, e.g. algo.actor_pessimism=2",
+    )
+    parser.add_argument(
+        "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-lcb"
+    )
     args = parser.parse_args()
     out = Path(args.out)
 
@@ -78,7 +89,8 @@ def main() -> None:
     runs: dict[str, list[Path]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            run = out / f"{method}-{args.task}-{args.base}{args.finetune_demos}-s{seed}"
+            name = f"{method}-{args.task}-{args.base}{args.finetune_demos}{args.tag}-s{seed}"
+            run = out / name
             runs.setdefault(method, []).append(run)
             if (run / "eval.csv").exists():
                 continue
@@ -87,6 +99,7 @@ def main() -> None:
             overrides += [f"out={run}", "progress=false", "eval_every=1000", "eval_episodes=20"]
             if method == "residual":
                 overrides.append(f"demos={demos}")
+            overrides += args.override
             trainer = Trainer(compose("train", overrides))
             try:
                 trainer.run()
