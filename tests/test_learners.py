@@ -121,13 +121,25 @@ def test_images_train_the_encoder_through_the_critic_only():
     assert agent.actor.net[0].weight.grad is not None  # though it trains the actor
 
 
-def test_random_shift_is_a_translation():
-    img = torch.zeros(16, 20, 20, 3, dtype=torch.uint8)
-    img[:, 8:12, 8:12] = 255
+def test_random_shift_is_a_replicate_padded_translation():
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (64, 20, 24, 3), dtype=torch.uint8)
     out = random_shift(img, pad=4)
     assert out.shape == img.shape and out.dtype == torch.uint8
-    assert (out.float().sum((1, 2, 3)) == img.float().sum((1, 2, 3))).all()  # square moved whole
-    assert len({tuple(torch.nonzero(o[..., 0])[0].tolist()) for o in out}) > 1
+    padded = torch.nn.functional.pad(img.permute(0, 3, 1, 2).float(), (4,) * 4, mode="replicate")
+    offsets = set()
+    for k in range(len(img)):  # each output is one 20x24 window of the padded image
+        match = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if torch.equal(
+                padded[k, :, dy : dy + 20, dx : dx + 24].permute(1, 2, 0), out[k].float()
+            )
+        ]
+        assert match, k
+        offsets.add(match[0])
+    assert len(offsets) > 10  # offsets differ between images
 
 
 def test_running_norm_matches_dataset_statistics():

@@ -199,17 +199,15 @@ class ConvEncoder(nn.Module):
 
 
 def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """DrQ augmentation: pad by replication and crop back at a random offset per image.
-    (B, H, W, C) uint8 -> same shape and dtype."""
+    """DrQ augmentation: pad by replication and crop back at a random integer offset in
+    [0, 2 pad] per image, as one gather (replicate padding = indices clamped to the image).
+    (B, H, W, C), any dtype -> same shape and dtype."""
     b, h, w, _ = images.shape
-    x = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")
-    eps = 1.0 / (h + 2 * pad)
-    base = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * pad, device=images.device)[:h]
-    grid_y, grid_x = torch.meshgrid(base, base[:w], indexing="ij")
-    grid = torch.stack([grid_x, grid_y], -1).unsqueeze(0).expand(b, h, w, 2)
-    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=images.device) * (2.0 * eps)
-    out = F.grid_sample(x, grid + shift, padding_mode="zeros", align_corners=False)
-    return out.round().clamp(0, 255).to(images.dtype).permute(0, 2, 3, 1)
+    offset = torch.randint(0, 2 * pad + 1, (2, b, 1), device=images.device) - pad
+    rows = (torch.arange(h, device=images.device) + offset[0]).clamp(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=images.device) + offset[1]).clamp(0, w - 1)  # (B, W)
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return images[batch, rows[:, :, None], cols[:, None, :]]
 
 
 class RunningNorm(nn.Module):
