@@ -6,7 +6,7 @@
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
     .venv/bin/python bench/sample_efficiency.py --task peg_insert --methods rlpd --seeds 0 \
-        --algo-set activation=tanh --tag=-tanh       # a variant, in its own run directories
+        --algo-set activation=relu --tag=-relu       # a variant, in its own run directories
 
 Each run is a normal ``robot-rl train`` run directory under --out; the table gives, per method,
 the mean final success (or return) over seeds and the env steps at which the mean curve first
@@ -161,17 +161,16 @@ def main() -> None:
     parser.add_argument(
         "--reward", default="sparse", help="reward_type of our tasks (SERL: sparse)"
     )
-    parser.add_argument("--utd", type=int, default=2, help="RLPD critic updates per env step")
     parser.add_argument("--obs", default="state", help="state, pixels or state+pixels (ours)")
     parser.add_argument(
         "--algo-set",
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="override algo settings of our methods, e.g. activation=tanh",
+        help="override algo settings of our methods, e.g. activation=relu utd=2",
     )
     parser.add_argument(
-        "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-tanh"
+        "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-relu"
     )
     args = parser.parse_args()
     if args.obs != "state" and "sb3" in args.methods:
@@ -196,10 +195,8 @@ def main() -> None:
                 if spec["demos"]
                 else ""
             )
-            algo = spec["algo"]
-            if method == "rlpd":
-                algo = dataclasses.replace(algo, utd=args.utd)
-            algo = dataclasses.replace(algo, **dict(parse_setting(kv) for kv in args.algo_set))
+            settings = dict(parse_setting(kv) for kv in args.algo_set)
+            algo = dataclasses.replace(spec["algo"], **settings)
             cfg = TrainConfig(
                 algo=algo,
                 env={"reward_type": args.reward} if ours else {},
