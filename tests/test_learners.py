@@ -193,3 +193,22 @@ def test_activation_setting_reaches_actor_and_critics():
     assert not torch.allclose(q_relu, q_tanh) and not torch.allclose(a_relu, a_tanh)
     with pytest.raises(ValueError, match="activation"):
         SAC(SACConfig(activation="gelu"), SHAPES, 2)
+
+
+def test_checkpoints_from_before_the_activation_setting_load_as_relu(tmp_path):
+    """The default became tanh after relu runs were saved without the key: those must not come
+    back with tanh layers (same shapes, so nothing else would notice)."""
+    import json
+
+    from robot_rl.cli.main import resume_overrides
+    from robot_rl.rl.agents import algo_from_dict
+
+    saved = {"name": "sac", "num_critics": 2}
+    assert algo_from_dict(saved).activation == "relu"
+    assert algo_from_dict({**saved, "activation": "tanh"}).activation == "tanh"
+    assert SACConfig().activation == "tanh"
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    train = {"algo": saved, "env": {}, "task": "reach"}
+    (run / "checkpoint" / "config.json").write_text(json.dumps({"train": train}))
+    assert 'algo.activation="relu"' in resume_overrides([f"resume={run}"])

@@ -76,6 +76,8 @@ def _override_key(override: str) -> str:
 def resume_overrides(overrides: list[str]) -> list[str]:
     """``train resume=RUN ...``: the run's saved settings, then the given overrides on top, so a
     run continues as it was configured (its own copy of the base policy included)."""
+    from robot_rl.rl.agents import saved_algo_values
+
     given = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume" and "=" in o]
     if not given or not given[-1]:
         return overrides
@@ -87,7 +89,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     saved.update(out=str(run), resume=str(run))
     if saved.get("base") and (run / "base").is_dir():
         saved["base"] = str(run / "base")
-    algo, env = saved.pop("algo"), saved.pop("env")
+    algo, env = saved_algo_values(saved.pop("algo")), saved.pop("env")
     restored = [f"algo={algo['name']}"]
     restored += [f"algo.{k}={_hydra_value(v)}" for k, v in algo.items() if k != "name"]
     restored += [f"+env.{k}={_hydra_value(v)}" for k, v in env.items()]

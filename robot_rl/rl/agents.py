@@ -63,9 +63,19 @@ def wrap_env(algo, env: BatchedEnv, base, seed: int = 0) -> BatchedEnv:
     return env
 
 
+# Settings whose default changed after they were added: a checkpoint written before the setting
+# existed was trained with the value here, not with today's default.
+DEFAULTS_BEFORE = {"sac": {"activation": "relu"}}
+
+
+def saved_algo_values(values: dict) -> dict:
+    """A checkpoint's algo settings, with the settings it predates filled in as it ran them."""
+    return {**DEFAULTS_BEFORE.get(values.get("name"), {}), **values}
+
+
 def algo_from_dict(values: dict):
     """Rebuild an algo config from a checkpoint's JSON."""
     name = values.get("name")
     if name not in ALGOS:
         raise ValueError(f"unknown algo {name!r}; choose one of {sorted(ALGOS)}")
-    return ALGOS[name](**values)
+    return ALGOS[name](**saved_algo_values(values))

@@ -44,8 +44,9 @@ class SACConfig:
     """Critics in the random subset whose minimum forms the target."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer sizes of actor and critics."""
-    activation: str = "relu"
-    """Hidden activation of actor and critics, after each LayerNorm: relu or tanh (SERL)."""
+    activation: str = "tanh"
+    """Hidden activation of actor and critics, after each LayerNorm: tanh (as SERL ships) or
+    relu."""
     lr: float = 3e-4
     """Learning rate of actor, critics, encoder and temperature."""
     tau: float = 0.005
