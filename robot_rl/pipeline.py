@@ -33,7 +33,7 @@ class PipelineConfig:
     """BC gradient steps."""
     algo: str = "dsrl"
     """Fine-tuning learner: dsrl or residual."""
-    finetune_steps: int = 8000
+    finetune_steps: int = 20000
     """Env steps of online fine-tuning."""
     overrides: list[str] = field(default_factory=list)
     """Extra robot-rl train overrides for the fine-tuning stage, e.g. [algo.variant=sac]."""

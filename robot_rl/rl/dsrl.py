@@ -42,7 +42,7 @@ from robot_rl.rl.sac import SACConfig
 @dataclass
 class DSRLConfig(SACConfig):
     """DSRL settings: SAC's (``sac.SACConfig``) with these changes. Sized for a CPU: the paper
-    uses 3x2048 MLPs and UTD 20 on a GPU; here 2x256 and 4 updates per chunk. The initial
+    uses 3x2048 MLPs and UTD 20 on a GPU; here 2x256 and 8 updates per chunk. The initial
     temperature stays small (0.01) and the backup has no entropy term: with a 0/1 success reward
     and a 28-D latent, an entropy bonus near 1 swamps the reward for the whole of a short run."""
 
@@ -54,6 +54,11 @@ class DSRLConfig(SACConfig):
     """Latent bound: w = action_magnitude * tanh-squashed action."""
     num_critics: int = 2
     """Critics per ensemble (action and noise critics)."""
+    utd: int = 8
+    """Critic updates per chunk (PickCube, 36% base, 20k env steps: DSRL-SAC 97% with 8, 93% with
+    4; DSRL-NA, whose updates cost three DDIM passes each, runs about twice as fast with 4)."""
+    activation: str = "relu"
+    """Hidden activation of actor and critics (the fine-tuning figures were measured with relu)."""
     target_entropy: float | None = 0.0
     """Target entropy (the paper's 0)."""
 
@@ -81,9 +86,10 @@ class DSRLNA(nn.Module):
         self.cfg, self.action_dim = cfg, latent_dim
         self._base = [base]  # a list keeps it out of parameters(), state_dict() and .to()
         self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
-        self.actor = TanhGaussianActor(self.encoder.dim, latent_dim, cfg.hidden)
-        self.q_action = CriticEnsemble(cfg.num_critics, self.encoder.dim + latent_dim, cfg.hidden)
-        self.q_noise = CriticEnsemble(cfg.num_critics, self.encoder.dim + latent_dim, cfg.hidden)
+        width, act = self.encoder.dim + latent_dim, cfg.activation
+        self.actor = TanhGaussianActor(self.encoder.dim, latent_dim, cfg.hidden, activation=act)
+        self.q_action = CriticEnsemble(cfg.num_critics, width, cfg.hidden, activation=act)
+        self.q_noise = CriticEnsemble(cfg.num_critics, width, cfg.hidden, activation=act)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_q_action = copy.deepcopy(self.q_action).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(float(cfg.init_temperature)).log())
