@@ -437,3 +437,25 @@ def test_pessimistic_actor_prefers_actions_the_critics_agree_on():
     assert loss(disputed, 0.0) < loss(agreed, 0.0)  # the mean alone prefers the disputed one
     assert loss(agreed, 1.0) < loss(disputed, 1.0)  # the lower bound prefers the agreed one
     assert loss(agreed, 1.0) == loss(agreed, 0.0) == -1.0
+
+
+@pytest.mark.parametrize(("variant", "expected"), [("sac", 8), ("na", 4)])
+def test_dsrl_updates_per_chunk_default_to_the_variants_own_and_yield_to_a_setting(
+    variant, expected
+):
+    from robot_rl.cli.main import compose
+    from robot_rl.rl.agents import algo_from_dict
+
+    overrides = ["algo=dsrl", f"algo.variant={variant}", "task=reach", "base=b"]
+    algo = compose("train", overrides).algo
+    assert algo.utd is None and algo.updates_per_chunk() == expected
+    assert algo.as_sac().utd == expected
+    reloaded = algo_from_dict({"name": "dsrl", "variant": variant, "utd": None})
+    assert reloaded.updates_per_chunk() == expected
+    assert compose("train", [*overrides, "algo.utd=2"]).algo.updates_per_chunk() == 2
+    if variant == "na":  # the NA learner runs that many updates per chunk
+        agent = DSRLNA(DSRLConfig(variant="na", hidden=[8]), {"state": (3,)}, 4, pendulum_base())
+        calls = []
+        agent.update = calls.append
+        agent.learn(lambda n: n)
+        assert calls == [agent.cfg.batch_size] * expected
