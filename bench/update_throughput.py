@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/update_throughput.py [--updates 500] [--device cpu|cuda]
 
-Identical settings for the comparison: MLP 256x256, batch 256, 2 critics, one critic, actor and
-temperature step per update, state observations (Pendulum-v1 sized: 3-D obs, 1-D action).
+Identical settings for the comparison: MLP 256x256 with relu (SB3's), batch 256, 2 critics, one
+critic, actor and temperature step per update, state observations (Pendulum-v1 sized: 3-D obs,
+1-D action). Rows marked tanh use our default activation instead (SERL's).
 Ours runs in each of its modes: eager fp32 (as SB3), compiled fp32, and compiled with bf16
 hidden matmuls where the device does bf16 natively (the ``auto`` default there). Also our RLPD
 (10 critics, random subset of 2) and FastTD3 updates/s. Compile time is measured apart.
@@ -98,14 +99,23 @@ def main() -> None:
     rows = []
     sb3 = sb3_updates_per_s(args.updates, args.device)
     rows.append(("Stable-Baselines3 SAC, 2 critics, fp32", sb3, 0.0))
+    fastest = list(modes)[-1]
     for name, critics in (("robot_rl SAC, 2 critics", 2), ("robot_rl RLPD, 10 critics", 10)):
-        for mode, (compile_mode, amp) in modes.items():
+        runs = [(mode, "relu") for mode in modes] + [(fastest, "tanh")]
+        for mode, activation in runs:
+            compile_mode, amp = modes[mode]
             buffer = ReplayBuffer(shapes, action_dim, 1, 10_000, device=device)
             fill(buffer, obs_dim, action_dim, 2000)
-            cfg = SACConfig(num_critics=critics, augment=False, compile=compile_mode, amp=amp)
+            cfg = SACConfig(
+                num_critics=critics,
+                activation=activation,
+                augment=False,
+                compile=compile_mode,
+                amp=amp,
+            )
             agent = SAC(cfg, {"state": (obs_dim,)}, action_dim).to(device)
             rate, warmup = ours_updates_per_s(agent, buffer, args.updates, 256, device)
-            rows.append((f"{name}, {mode}", rate, warmup))
+            rows.append((f"{name}, {mode}, {activation}", rate, warmup))
     for mode, (compile_mode, amp) in modes.items():
         buffer = ReplayBuffer(shapes, action_dim, 16, 1000, n_step=3, device=device)
         fill(buffer, obs_dim, action_dim, 200)
