@@ -3,11 +3,15 @@
 import subprocess
 import sys
 import textwrap
+import threading
 
+import pytest
 import torch
 
 from robot_rl.rl.distributed import (
+    PeerGone,
     TransitionReceiver,
+    TransitionSender,
     WeightPublisher,
     WeightSubscriber,
     decode_transition,
@@ -94,3 +98,37 @@ def test_actor_process_streams_transitions_and_follows_new_weights(tmp_path):
         proc.kill()
     assert versions[0] == 1 and max(versions) >= 3
     assert versions == sorted(versions)  # versions only move forward
+
+
+def connected_pair() -> tuple[TransitionReceiver, TransitionSender]:
+    receiver = TransitionReceiver()
+    accepting = threading.Thread(target=receiver.accept)
+    accepting.start()
+    sender = TransitionSender(receiver.address)
+    accepting.join(timeout=10)
+    return receiver, sender
+
+
+def test_a_dead_learner_is_a_clear_error_for_the_actor():
+    receiver, sender = connected_pair()
+    t = {"action": torch.zeros(1, 2)}
+    sender.send(t)
+    assert torch.equal(receiver.receive()["action"], t["action"])
+    receiver.close()  # the learner exits
+    with pytest.raises(PeerGone, match="learner .* is gone"):
+        for _ in range(1000):  # the first writes may still land in the socket buffer
+            sender.send(t)
+    with pytest.raises(PeerGone, match="no learner listening"):
+        TransitionSender(receiver.address)
+
+
+def test_a_dead_actor_is_a_clear_error_for_the_learner():
+    receiver, sender = connected_pair()
+    sender.send({"action": torch.ones(1, 2)})
+    sender.close()  # the actor exits
+    assert receiver.poll(5)
+    assert torch.equal(receiver.receive()["action"], torch.ones(1, 2))  # delivered before exit
+    assert receiver.poll(5)
+    with pytest.raises(PeerGone, match="actor .* closed the link"):
+        receiver.receive()
+    receiver.close()

@@ -22,6 +22,10 @@ from torch import nn
 LATEST = "LATEST"
 
 
+class PeerGone(ConnectionError):
+    """The process at the other end of a transition link exited or closed the link."""
+
+
 def encode_transition(transition: dict[str, torch.Tensor]) -> bytes:
     """Flat dict of tensors (nested dicts joined with '.') -> bytes."""
     flat = {}
@@ -103,10 +107,17 @@ class TransitionReceiver:
         self._conn = self._listener.accept()
 
     def poll(self, timeout: float = 0.0) -> bool:
+        """True if a transition is waiting, or the actor has gone (``receive`` then raises)."""
         return self._conn is not None and self._conn.poll(timeout)
 
     def receive(self) -> dict:
-        return decode_transition(self._conn.recv_bytes())
+        try:
+            return decode_transition(self._conn.recv_bytes())
+        except (EOFError, OSError) as e:
+            raise PeerGone(
+                f"the actor on {self.address} closed the link ({type(e).__name__}); every "
+                "transition received before this is in the replay"
+            ) from e
 
     def close(self) -> None:
         if self._conn is not None:
@@ -120,10 +131,24 @@ class TransitionSender:
     def __init__(self, address: tuple[str, int], authkey: bytes = b"robot_rl"):
         from multiprocessing.connection import Client
 
-        self._conn = Client(address, authkey=authkey)
+        self.address = address
+        try:
+            self._conn = Client(address, authkey=authkey)
+        except OSError as e:
+            raise PeerGone(f"no learner listening on {address}: {e}") from e
+        self.sent = 0
 
     def send(self, transition: dict) -> None:
-        self._conn.send_bytes(encode_transition(transition))
+        """Send one transition; raises ``PeerGone`` if the learner has exited, saying how many
+        transitions it received, so the actor can stop the robot and keep its own records."""
+        try:
+            self._conn.send_bytes(encode_transition(transition))
+        except OSError as e:
+            raise PeerGone(
+                f"the learner on {self.address} is gone ({type(e).__name__}) after "
+                f"{self.sent} transitions were sent (the last few may not have arrived)"
+            ) from e
+        self.sent += 1
 
     def close(self) -> None:
         self._conn.close()
