@@ -110,14 +110,14 @@ def main() -> None:
         f"\n| {args.task}: method (base {args.base} from {args.finetune_demos} demos, "
         f"{base_eval['success_rate']:.0%}) | seeds | final success | env steps to mean >= "
         f"{args.threshold:.0%} | wall-clock s to it | s per 1k env steps | final success, "
-        "50 episodes |"
+        "50 episodes | best checkpoint, 50 episodes |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for method, dirs in runs.items():
         row = mean_curve_row(dirs, "success_rate", args.threshold)
         print(
             f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
-            f"| {row['s_per_1k']:.0f} | {final_column(dirs)} |"
+            f"| {row['s_per_1k']:.0f} | {final_column(dirs)} | {final_column(dirs, 'best')} |"
         )
     rlpd = sorted(out.glob(f"rlpd-{args.task}-s*"))
     png = plot_runs(

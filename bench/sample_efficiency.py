@@ -34,25 +34,30 @@ METHODS = {
 }
 
 
-def final_success(run_dir: Path, episodes: int = 50) -> float:
-    """Success of a run's last checkpoint over ``episodes`` episodes (``robot-rl eval``'s
-    evaluation), cached in RUN/final_eval.json; NaN for runs without a checkpoint (SB3)."""
+CHECKPOINT_EVALS = {"checkpoint": "final_eval.json", "best": "best_eval.json"}
+
+
+def checkpoint_success(run_dir: Path, which: str = "checkpoint", episodes: int = 50) -> float:
+    """Success of a run's last (``checkpoint``) or best-evaluated (``best``) checkpoint over
+    ``episodes`` fresh episodes (``robot-rl eval``'s evaluation), cached in the run directory;
+    NaN for runs without one (SB3, or runs from before the best checkpoint was kept)."""
     import json
 
     from robot_rl.rl.trainer import SavedRun
 
-    cache = run_dir / "final_eval.json"
+    cache = run_dir / CHECKPOINT_EVALS[which]
     if not cache.exists():
-        if not (run_dir / "checkpoint").is_dir():
+        if not (run_dir / which).is_dir():
             return float("nan")
-        result = SavedRun.load(run_dir).evaluate(episodes)
+        result = SavedRun.load(run_dir / which).evaluate(episodes)
         cache.write_text(json.dumps({"episodes": episodes, **result}))
     return json.loads(cache.read_text())["success_rate"]
 
 
-def final_column(dirs: list[Path]) -> str:
-    """Per-seed final success over 50 episodes and their mean, as a table cell."""
-    finals = [final_success(d) for d in dirs]
+def final_column(dirs: list[Path], which: str = "checkpoint") -> str:
+    """Per-seed success of the last (or best) checkpoint over 50 episodes and their mean, as a
+    table cell."""
+    finals = [checkpoint_success(d, which) for d in dirs]
     if any(np.isnan(finals)):
         return "-"
     return ", ".join(f"{f:.0%}" for f in finals) + f" (mean {np.mean(finals):.0%})"
@@ -218,15 +223,17 @@ def main() -> None:
     metric = "return_mean" if args.task.startswith("gym:") else "success_rate"
     print(
         f"| {args.task}: method | seeds | final {metric} | env steps to mean {metric} >= "
-        f"{args.threshold} | wall-clock s to it | env steps/s | final success, 50 episodes |"
+        f"{args.threshold} | wall-clock s to it | env steps/s | final success, 50 episodes "
+        "| best checkpoint, 50 episodes |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for method, dirs in runs.items():
         row = mean_curve_row(dirs, metric, args.threshold)
         rate = 1000 / row["s_per_1k"]
         print(
             f"| {method} | {len(dirs)} | {row['final']:.2f} | {row['reach']} | {row['wall']} "
-            f"| {rate:.0f} | {final_column(dirs) if metric == 'success_rate' else '-'} |"
+            f"| {rate:.0f} | {final_column(dirs) if metric == 'success_rate' else '-'} "
+            f"| {final_column(dirs, 'best') if metric == 'success_rate' else '-'} |"
         )
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],

@@ -90,6 +90,24 @@ def test_resume_continues_with_replay_intact(tmp_path):
     assert steps == [100, 200, 300]
 
 
+def test_best_checkpoint_holds_the_best_evaluation_and_survives_resume(tmp_path):
+    _, run_dir = run(tiny(tmp_path, total_steps=400, eval_every=100))
+    rows = [r.split(",") for r in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    # Pendulum reports no success, so the return ranks; the later of equal evaluations wins
+    step, _, _, ret = max(reversed(rows), key=lambda r: float(r[3]))
+    best = json.loads((run_dir / "best" / "config.json").read_text())
+    assert best["step"] == int(step) and best["eval"]["return_mean"] == float(ret)
+    agent, _, _ = load_agent(run_dir / "best")  # a checkpoint like any other
+    assert agent.act({"state": torch.zeros(1, 3)}).shape == (1, 1)
+    resumed = Trainer(tiny(tmp_path, total_steps=400, eval_every=100, resume=str(run_dir)))
+    try:
+        assert resumed.best_score == (0.0, float(ret))
+    finally:
+        resumed.close()
+    _, plain = run(tiny(tmp_path, out=str(tmp_path / "plain"), keep_best=False))
+    assert not (plain / "best").exists()
+
+
 def test_fasttd3_trains_with_parallel_envs(tmp_path):
     algo = FastTD3Config(actor_hidden=[32], critic_hidden=[64], atoms=21, batch_size=128)
     trainer, run_dir = run(tiny(tmp_path, algo=algo, num_envs=4, total_steps=400))

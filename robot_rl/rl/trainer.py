@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import shutil
 import time
@@ -75,6 +76,11 @@ class TrainConfig:
     """Log scalars every this many env steps."""
     save_replay: bool = True
     """Save the replay with every checkpoint, so a resumed run keeps it."""
+    keep_best: bool = True
+    """Also keep RUN/best, the checkpoint with the best evaluation so far (success, then
+    return; a later one wins a tie). Off-policy learners can drop between evaluations, and the
+    last checkpoint may catch a dip; but a best of several eval_episodes-episode evaluations is
+    biased upward, so re-evaluate it (robot-rl eval ckpt=RUN/best) before trusting its score."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -129,6 +135,13 @@ def summarize(returns: np.ndarray, successes: np.ndarray) -> dict[str, float]:
         lo, hi = max(0.0, centre - half), min(1.0, centre + half)  # no -0.0 from rounding
         out.update(success_rate=float(p), success_lo=lo, success_hi=hi)
     return out
+
+
+def eval_score(result: dict[str, float]) -> tuple[float, float]:
+    """What ``keep_best`` ranks evaluations by: success rate (0 where the task reports none),
+    then mean return."""
+    success = result["success_rate"]
+    return (0.0 if math.isnan(success) else success), result["return_mean"]
 
 
 class Trainer:
@@ -195,6 +208,7 @@ class Trainer:
             shutil.copytree(Path(cfg.base), kept_base, dirs_exist_ok=True)
         self.step = 0
         self.wall_offset = 0.0
+        self.best_score: tuple[float, float] | None = None
         if cfg.resume:
             self._resume()
 
@@ -260,6 +274,9 @@ class Trainer:
         replay = self.run_dir / "replay.safetensors"
         if replay.exists():
             self.replay.load(replay)
+        best = self.run_dir / "best" / "config.json"
+        if best.exists():
+            self.best_score = eval_score(json.loads(best.read_text())["eval"])
 
     # -- loop ---------------------------------------------------------------------------------
     def sample(self, batch_size: int) -> dict:
@@ -365,6 +382,12 @@ class Trainer:
             f" | eval success {result['success_rate']:.0%} return {result['return_mean']:.1f}"
         )
         self.checkpoint()
+        score = eval_score(result)
+        if cfg.keep_best and (self.best_score is None or score >= self.best_score):
+            self.best_score = score
+            save_checkpoint(
+                self.run_dir / "best", self.agent, {**self.config_dict(), "eval": result}
+            )
 
     _last_eval_text = ""
 
