@@ -62,10 +62,6 @@ class DSRLConfig(SACConfig):
     """Hidden activation of actor and critics (the fine-tuning figures were measured with relu)."""
     target_entropy: float | None = 0.0
     """Target entropy (the paper's 0)."""
-    distill_replay: bool = False
-    """NA: also distil the noise critic at each batch's own latents (the actor's past choices,
-    where it acts) toward the action critic's value of their chunks, which the critic loss has
-    already computed; no extra denoising. The paper distils at w ~ N(0, I) only."""
 
     def __post_init__(self) -> None:
         if self.variant not in ("sac", "na"):
@@ -173,9 +169,6 @@ class DSRLNA(nn.Module):
         # 2. noise critic distilled toward the action critic
         features = features.detach()
         distill = self.distill_loss(features, obs)
-        if cfg.distill_replay:
-            q_w = self.q_noise(features, latent)[..., 0]
-            distill = distill + F.mse_loss(q_w, q_pred.detach().mean(0).expand_as(q_w))
         # 3. latent actor on the noise critic, and the temperature
         pi_latent, log_prob = self.actor(features)
         q_pi = call_detached(self.q_noise, features, pi_latent)[..., 0]
