@@ -88,7 +88,10 @@ def train(cfg: TrainConfig) -> int:
         run_dir = trainer.run()
     finally:
         trainer.close()
-    console.print(f"run saved in {run_dir} (checkpoint, eval.csv, tb/)")
+    best = (
+        " and best/ (its best evaluation; re-evaluate before trusting it)" if cfg.keep_best else ""
+    )
+    console.print(f"run saved in {run_dir}: checkpoint/ (the last){best}, eval.csv, tb/")
     return 0
 
 
