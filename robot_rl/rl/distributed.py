@@ -140,7 +140,7 @@ class TransitionSender:
 
     def send(self, transition: dict) -> None:
         """Send one transition; raises ``PeerGone`` if the learner has exited, saying how many
-        transitions it received, so the actor can stop the robot and keep its own records."""
+        transitions were sent, so the actor can stop the robot and keep its own records."""
         try:
             self._conn.send_bytes(encode_transition(transition))
         except OSError as e:
