@@ -4,6 +4,8 @@
     .venv/bin/python bench/sample_efficiency.py --task gym:Pendulum-v1 --methods sac --steps 10000 \
         --threshold -200
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
+    python bench/sample_efficiency.py --task reach --methods fasttd3_gpu --algo-set \
+        batch_size=32768 --steps 300000 --eval-every 20000 --reward dense     # on a GPU
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
     .venv/bin/python bench/sample_efficiency.py --task peg_insert --methods rlpd --seeds 0 \
         --algo-set activation=relu --tag=-relu       # a variant, in its own run directories
@@ -31,6 +33,8 @@ METHODS = {
     "rlpd": dict(algo=SACConfig(), demos=True, num_envs=1),
     "sac": dict(algo=SACConfig(num_critics=2, critic_subset=2, utd=1), demos=False, num_envs=1),
     "fasttd3": dict(algo=PRESETS["fasttd3_cpu"], demos=False, num_envs=32),
+    # the paper's networks with HumanoidBench's 128 worlds, for a GPU (set batch_size=32768 there)
+    "fasttd3_gpu": dict(algo=PRESETS["fasttd3"], demos=False, num_envs=128),
 }
 
 
