@@ -18,6 +18,12 @@ def random_subset(members: int, subset: int, device=None, generator=None) -> tor
     return torch.randperm(members, device=device, generator=generator)[:subset]
 
 
+def check_critic_subset(subset: int, members: int) -> None:
+    """A config check: the target's random subset must fit in the ensemble."""
+    if not 1 <= subset <= members:
+        raise ValueError(f"critic_subset must be in [1, {members}], got {subset}")
+
+
 def random_subset_min(q: torch.Tensor, subset: int, generator=None) -> torch.Tensor:
     """Minimum over a random subset of ``subset`` ensemble members, (E, B) -> (B,)."""
     return q[random_subset(q.shape[0], subset, q.device, generator)].min(0).values

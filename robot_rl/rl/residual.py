@@ -25,7 +25,12 @@ from torch import nn
 
 from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.base_policy_envs import residual_scale
-from robot_rl.rl.losses import ensemble_actor_loss, random_subset, sac_critic_loss
+from robot_rl.rl.losses import (
+    check_critic_subset,
+    ensemble_actor_loss,
+    random_subset,
+    sac_critic_loss,
+)
 from robot_rl.rl.networks import (
     CriticEnsemble,
     DeterministicActor,
@@ -120,6 +125,7 @@ class ResidualTD3(nn.Module):
             self.encoder.dim + action_dim, action_dim, cfg.hidden, layer_norm=True
         )
         nn.init.zeros_(self.actor.net[-1].weight)
+        check_critic_subset(cfg.critic_subset, cfg.num_critics)
         self.critic = CriticEnsemble(cfg.num_critics, self.encoder.dim + action_dim, cfg.hidden)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)

@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from robot_rl.rl.acceleration import FastStep
-from robot_rl.rl.losses import random_subset, sac_actor_loss, sac_critic_loss, temperature_loss
+from robot_rl.rl.losses import (
+    check_critic_subset,
+    random_subset,
+    sac_actor_loss,
+    sac_critic_loss,
+    temperature_loss,
+)
 from robot_rl.rl.networks import (
     CriticEnsemble,
     ObsEncoder,
@@ -79,8 +85,7 @@ class SAC(nn.Module):
     def __init__(self, cfg: SACConfig, obs_shapes: dict[str, tuple[int, ...]], action_dim: int):
         super().__init__()
         self.cfg, self.action_dim = cfg, action_dim
-        if cfg.critic_subset > cfg.num_critics or cfg.critic_subset < 1:
-            raise ValueError(f"critic_subset must be in [1, {cfg.num_critics}]")
+        check_critic_subset(cfg.critic_subset, cfg.num_critics)
         self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
         self.actor = TanhGaussianActor(
             self.encoder.dim, action_dim, cfg.hidden, activation=cfg.activation
