@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README in one go, each part under its own time limit so that one slow
-# or failing part cannot take the others with it. Needs robot_rl installed in the python on PATH
-# (with CUDA torch), the PickCube demos and diffusion base of bench/finetune.py in bench_runs/
-# (made there if missing, which takes longer), and MUJOCO_GL=egl for the pixel rows.
+# The README's GPU figures, each part under its own time limit so that one slow or failing part
+# cannot take the others with it. Needs robot_rl installed in the python it runs (with CUDA
+# torch), the PickCube demos and diffusion base of bench/finetune.py in bench_runs/ (made there
+# if missing, which takes longer), and MUJOCO_GL=egl for the pixel part.
 #
-#     bench/gpu_figures.sh OUT_DIR          # PYTHON=.venv/bin/python to choose the interpreter
+#     bench/gpu_figures.sh OUT_DIR [PART...]     # parts: throughput learners pixels fasttd3_reach
 #
-# Logs and tables go to OUT_DIR; the tables are printed again at the end.
+# PYTHON=.venv/bin/python chooses the interpreter. Without parts it runs the first three, about
+# 8 minutes on an H200 (throughput 2 min, learners ~1 min each, pixels 1 min); fasttd3_reach
+# needs a call of its own. Logs go to OUT_DIR; the tables are printed again at the end.
 set -u
-out=${1:?usage: bench/gpu_figures.sh OUT_DIR}
+out=${1:?usage: bench/gpu_figures.sh OUT_DIR [PART...]}
+shift
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(throughput learners pixels)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 
-part() {  # part NAME SECONDS COMMAND...
+run_part() {  # run_part NAME SECONDS COMMAND...
   local name=$1 limit=$2
   shift 2
   local start=$SECONDS
@@ -23,19 +28,26 @@ part() {  # part NAME SECONDS COMMAND...
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/summary.txt"
-part throughput 140 "$py" bench/update_throughput.py --device cuda --updates 300 \
-  --modes "eager fp32" "compiled bf16" --fasttd3-batch 32768
-part learners 200 "$py" bench/learner_speed.py --device cuda --steps 1500 --log-every 300 \
-  --learners rlpd dsrl_sac dsrl_na residual fasttd3
-part fasttd3_reach 120 "$py" bench/sample_efficiency.py --task reach --methods fasttd3_gpu \
-  --algo-set batch_size=32768 --seeds 0 --steps 300000 --eval-every 20000 --reward dense \
-  --out "$out/runs"
-part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 --log-every 100 \
-  --learners rlpd_pixels
-
-for name in throughput learners fasttd3_reach pixels; do
-  echo "== $name"
-  grep -E '^\|' "$out/$name.log" || tail -5 "$out/$name.log"
+for part in "${parts[@]}"; do
+  case $part in
+    throughput) run_part throughput 170 "$py" bench/update_throughput.py --device cuda \
+      --updates 300 --modes "eager fp32" "compiled bf16" --fasttd3-batch 32768 ;;
+    learners) run_part learners 330 "$py" bench/learner_speed.py --device cuda --steps 1000 \
+      --log-every 250 --learners rlpd dsrl_sac dsrl_na residual fasttd3 ;;
+    pixels) run_part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 \
+      --log-every 100 --learners rlpd_pixels ;;
+    fasttd3_reach) run_part fasttd3_reach 540 "$py" bench/sample_efficiency.py --task reach \
+      --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 300000 \
+      --eval-every 20000 --reward dense --out "$out/runs" ;;
+    *) echo "unknown part $part (throughput learners pixels fasttd3_reach)" >&2; exit 2 ;;
+  esac
 done
-echo "== FastTD3 Reach curve"
-cat "$out"/runs/*/eval.csv
+
+for part in "${parts[@]}"; do
+  echo "== $part"
+  grep -E '^\|' "$out/$part.log" || tail -5 "$out/$part.log"
+done
+if [ -d "$out/runs" ]; then
+  echo "== FastTD3 Reach curve"
+  cat "$out"/runs/*/eval.csv
+fi
