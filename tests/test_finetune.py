@@ -462,31 +462,6 @@ def test_dsrl_updates_per_chunk_default_to_the_variants_own_and_yield_to_a_setti
         assert calls == [agent.cfg.batch_size] * expected
 
 
-@pytest.mark.parametrize(("variant", "expected"), [("sac", 2), ("na", 10)])
-def test_dsrl_ensemble_size_defaults_to_the_variants_own_and_yields_to_a_setting(variant, expected):
-    from robot_rl.cli.main import compose
-    from robot_rl.rl.agents import algo_from_dict
-
-    overrides = ["algo=dsrl", f"algo.variant={variant}", "task=reach", "base=b"]
-    algo = compose("train", overrides).algo
-    assert algo.num_critics is None and algo.ensemble_size() == expected
-    assert algo.as_sac().num_critics == expected
-    assert compose("train", [*overrides, "algo.num_critics=3"]).algo.ensemble_size() == 3
-    # a checkpoint from before the variant default keeps the ensemble it was trained with
-    assert (
-        algo_from_dict({"name": "dsrl", "variant": variant, "num_critics": 2}).ensemble_size() == 2
-    )
-    if variant == "na":
-        base = pendulum_base()
-        agent = DSRLNA(DSRLConfig(variant="na", hidden=[8]), {"state": (3,)}, 4, base)
-        assert (
-            agent.q_action.members == agent.q_noise.members == agent.target_q_action.members == 10
-        )
-        env = LatentSteeringEnv(GymBatchedEnv("Pendulum-v1", 2), base, 1.5)
-        metrics = agent.update(batch_of(env))
-        assert all(torch.isfinite(v) for v in metrics.values())
-
-
 @pytest.mark.parametrize("learner", ["sac", "residual", "dsrl_na"])
 def test_a_critic_subset_larger_than_the_ensemble_is_a_clear_error(learner):
     with pytest.raises(ValueError, match=r"critic_subset must be in \[1, 2\], got 3"):
