@@ -440,7 +440,7 @@ def test_pessimistic_actor_prefers_actions_the_critics_agree_on():
     assert loss(agreed, 1.0) == loss(agreed, 0.0) == -1.0
 
 
-@pytest.mark.parametrize(("variant", "expected"), [("sac", 8), ("na", 4)])
+@pytest.mark.parametrize(("variant", "expected"), [("sac", 8), ("na", 2)])
 def test_dsrl_updates_per_chunk_default_to_the_variants_own_and_yield_to_a_setting(
     variant, expected
 ):
