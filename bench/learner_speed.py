@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from finetune import base_policy
+from finetune import METHODS, base_policy
 from sample_efficiency import ensure_demos
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -46,11 +46,11 @@ def learner_overrides(device: torch.device, demos: dict[int, str], base: Path) -
             f"FastTD3, {preset} preset, {worlds} worlds",
         ),
         "residual": (
-            ["algo=residual", f"base={base}", f"demos={demos[50]}"],
+            [*METHODS["residual"], f"base={base}", f"demos={demos[50]}"],
             "residual TD3 on the diffusion base",
         ),
-        "dsrl_sac": (["algo=dsrl", "algo.variant=sac", f"base={base}"], "DSRL-SAC"),
-        "dsrl_na": (["algo=dsrl", "algo.variant=na", f"base={base}"], "DSRL-NA"),
+        "dsrl_sac": ([*METHODS["dsrl_sac"], f"base={base}"], "DSRL-SAC"),
+        "dsrl_na": ([*METHODS["dsrl_na"], f"base={base}"], "DSRL-NA"),
     }
 
 
