@@ -4,6 +4,9 @@
     .venv/bin/python bench/finetune.py --task peg_insert --methods residual dsrl_na --steps 20000
     .venv/bin/python bench/finetune.py --methods residual --base mlp --finetune-demos 20 \
         --override algo.actor_pessimism=2 --tag=-lcb      # a variant, in its own run directories
+    .venv/bin/python bench/finetune.py --task peg_insert --demos 20 --policies mlp --base mlp \
+        --finetune-demos 20 --methods residual --reward dense --override algo.actor_lr=1e-4 \
+        --tag=-dense-lr4                                  # fine-tuning on the shaped reward
 
 1. Trains a BC-MLP and a diffusion base policy per demo count (``robot-rl bc``) and evaluates
    each over 50 episodes.
@@ -61,6 +64,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument(
+        "--reward", default="sparse", help="reward of fine-tuning and its demos: sparse or dense"
+    )
     parser.add_argument("--out", default="bench_runs")
     parser.add_argument(
         "--override",
@@ -85,7 +91,7 @@ def main() -> None:
         print(f"| {kind} | {n} | {success_text(r)} |")
 
     base_dir, base_eval = bases[args.base, args.finetune_demos]
-    demos = ensure_demos(args.task, args.finetune_demos, out, "sparse")
+    demos = ensure_demos(args.task, args.finetune_demos, out, args.reward)
     runs: dict[str, list[Path]] = {}
     for method in args.methods:
         for seed in args.seeds:
@@ -95,7 +101,11 @@ def main() -> None:
             if (run / "eval.csv").exists():
                 continue
             overrides = [*METHODS[method], f"task={args.task}", f"base={base_dir}"]
-            overrides += ["+env.reward_type=sparse", f"total_steps={args.steps}", f"seed={seed}"]
+            overrides += [
+                f"+env.reward_type={args.reward}",
+                f"total_steps={args.steps}",
+                f"seed={seed}",
+            ]
             overrides += [f"out={run}", "progress=false", "eval_every=1000", "eval_episodes=20"]
             if method == "residual":
                 overrides.append(f"demos={demos}")
