@@ -56,9 +56,10 @@ class ResidualConfig:
     """Critics in the random subset whose minimum forms the target."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden sizes of actor and critics."""
-    actor_lr: float = 1e-6
-    """Actor learning rate (ResFiT's 1e-6: with Adam every weight moves ~lr per step, so a
-    larger rate lets the residual outrun what the critic knows)."""
+    actor_lr: float = 1e-4
+    """Actor learning rate. ResFiT uses 1e-6; with Adam every weight moves ~lr per update, and at
+    1e-6 the residual improved none of our bases in 20k env steps (13 runs). At 1e-4: PickCube
+    BC-MLP 50% -> 80-90% by 12k, PegInsert BC-MLP 26% -> 87% by 20k (dense reward; README)."""
     critic_lr: float = 1e-4
     """Critic learning rate."""
     tau: float = 0.005
