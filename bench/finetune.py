@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument(
-        "--reward", default="sparse", help="reward of fine-tuning and its demos: sparse or dense"
+        "--reward",
+        default="sparse",
+        choices=["sparse", "dense"],
+        help="reward of fine-tuning and its demos",
     )
     parser.add_argument("--out", default="bench_runs")
     parser.add_argument(
