@@ -37,7 +37,7 @@ for part in "${parts[@]}"; do
     pixels) run_part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 \
       --log-every 100 --learners rlpd_pixels ;;
     fasttd3_reach) run_part fasttd3_reach 540 "$py" bench/sample_efficiency.py --task reach \
-      --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 300000 \
+      --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 400000 \
       --eval-every 20000 --reward dense --out "$out/runs" ;;
     *) echo "unknown part $part (throughput learners pixels fasttd3_reach)" >&2; exit 2 ;;
   esac

@@ -5,7 +5,7 @@
         --threshold -200
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
     python bench/sample_efficiency.py --task reach --methods fasttd3_gpu --algo-set \
-        batch_size=32768 --steps 300000 --eval-every 20000 --reward dense     # on a GPU
+        batch_size=32768 --steps 400000 --eval-every 20000 --reward dense     # on a GPU
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
     .venv/bin/python bench/sample_efficiency.py --task peg_insert --methods rlpd --seeds 0 \
         --algo-set activation=relu --tag=-relu       # a variant, in its own run directories
