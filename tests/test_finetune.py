@@ -208,6 +208,31 @@ def test_residual_actor_starts_at_zero_and_moves_only_after_critic_warmup():
     assert not torch.equal(agent.act(obs, deterministic=True), base)
 
 
+def test_residual_authority_ramps_in_linearly_after_the_warmup_and_survives_resume():
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    cfg = ResidualConfig(
+        hidden=[32, 32], action_scale=0.2, critic_warmup=3, authority_ramp=4, utd=1, actor_every=1
+    )
+    agent, batch = ResidualTD3(cfg, shapes, 1), batch_of(env)
+    obs = batch["obs"]
+    base = obs["base_action"].clamp(-1, 1)
+    torch.nn.init.normal_(agent.actor.net[-1].weight, std=10.0)  # a saturated residual
+    assert torch.equal(agent.act(obs, deterministic=True), base)  # no authority yet
+    for calls, authority in [(3, 0.0), (4, 0.25), (5, 0.5), (7, 1.0), (9, 1.0)]:
+        while agent.learn_calls < calls:
+            agent.learn(lambda n: batch)
+        assert agent.authority.item() == authority
+        deviation = (agent.act(obs, deterministic=True) - base).abs()
+        assert (deviation <= authority * 0.2 + 1e-6).all()
+        if authority:
+            assert deviation.max() > 0.5 * authority * 0.2  # the saturated actor uses it
+    resumed = ResidualTD3(cfg, shapes, 1)
+    agent.learn_calls = 5
+    load_flat_state(resumed, *flat_state(agent))
+    assert resumed.authority.item() == 0.5
+
+
 def test_residual_checkpoint_keeps_its_warmup_progress():
     env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
     shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
@@ -235,8 +260,8 @@ def test_residual_critic_ignores_the_base_action_and_the_actor_uses_it():
     action = torch.rand(len(obs["state"]), 1) * 2 - 1
     features, moved_features = agent.encoder(obs), agent.encoder(moved)
     assert torch.equal(agent.critic(features, action), agent.critic(moved_features, action))
-    residual = agent.actor(agent._actor_input(features, obs))
-    assert not torch.equal(residual, agent.actor(agent._actor_input(features, moved)))
+    residual = agent._residual(agent.actor, features, obs)
+    assert not torch.equal(residual, agent._residual(agent.actor, features, moved))
 
 
 def test_residual_td_targets_are_clamped_to_the_configured_return_range():

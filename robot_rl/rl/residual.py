@@ -78,6 +78,12 @@ class ResidualConfig:
     critic_warmup: int = 3000
     """Learn calls (one per env step once learning starts) of critic-only learning before the
     actor moves."""
+    authority_ramp: int = 0
+    """Learn calls after the critic warm-up over which the residual's authority (the share of
+    ``action_scale`` the actor may use) rises linearly from 0 to 1; 0: all of it at once (the
+    residual then reaches about half of ``action_scale`` within a few hundred env steps). A ramp
+    bounds how far the arm strays from the base while the critic first sees the residual's
+    effects; over 3000 calls it delayed the early dip in success but did not prevent it (README)."""
     exploration_std: float = 0.01
     """Gaussian exploration noise on the residual, in action units (small: a BC base driving
     delta-pose actions drifts off its data under per-step noise of a few hundredths)."""
@@ -121,6 +127,8 @@ class ResidualTD3(nn.Module):
         self.register_buffer(
             "scale", residual_scale(cfg.action_scale, cfg.base_only_dims, action_dim)
         )
+        # recomputed from learn_calls, so checkpoints without it load and resume the ramp
+        self.register_buffer("authority", torch.ones(()), persistent=False)
         critic_shapes = {k: s for k, s in obs_shapes.items() if k != "base_action"}
         self.encoder = ObsEncoder(critic_shapes, cfg.image_feature_dim)
         self.actor = DeterministicActor(
@@ -142,6 +150,11 @@ class ResidualTD3(nn.Module):
         )
         self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
         self.updates = self.learn_calls = 0  # Python counters: no device sync per update
+        self._set_authority()
+
+    def _set_authority(self) -> None:
+        ramp, past_warmup = self.cfg.authority_ramp, self.learn_calls - self.cfg.critic_warmup
+        self.authority.fill_(min(1.0, max(0, past_warmup) / ramp) if ramp > 0 else 1.0)
 
     def get_extra_state(self) -> torch.Tensor:
         """The counters travel with the weights, so a resumed run keeps its warm-up and delay."""
@@ -149,15 +162,16 @@ class ResidualTD3(nn.Module):
 
     def set_extra_state(self, state: torch.Tensor) -> None:
         self.updates, self.learn_calls = (int(v) for v in state)
+        self._set_authority()
 
     def _units(self, std: float) -> float:
         """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
         return std / self.cfg.action_scale
 
-    @staticmethod
-    def _actor_input(features: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, F) critic features (no gradient to the encoder) and (B, A) base action."""
-        return torch.cat([features.detach(), obs["base_action"]], dim=-1)
+    def _residual(self, actor: nn.Module, features: torch.Tensor, obs: dict) -> torch.Tensor:
+        """(B, A) residual in [-1, 1] from (B, F) critic features (no gradient to the encoder)
+        and the (B, A) base action, within the present authority."""
+        return self.authority * actor(torch.cat([features.detach(), obs["base_action"]], -1))
 
     def executed(self, base_action: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """(B, A) base actions and residuals in [-1, 1] -> executed actions, as the env does."""
@@ -165,7 +179,7 @@ class ResidualTD3(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
-        residual = self.actor(self._actor_input(self.encoder(obs), obs))
+        residual = self._residual(self.actor, self.encoder(obs), obs)
         if not deterministic:
             residual = residual + self._units(self.cfg.exploration_std) * torch.randn_like(residual)
         return self.executed(obs["base_action"], residual.clamp(-1.0, 1.0))
@@ -175,6 +189,7 @@ class ResidualTD3(nn.Module):
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         self.learn_calls += 1
+        self._set_authority()
         warm = self.learn_calls > self.cfg.critic_warmup
         metrics = {}
         for _ in range(self.cfg.utd):
@@ -209,7 +224,7 @@ class ResidualTD3(nn.Module):
         cfg = self.cfg
         with torch.no_grad():
             next_features = self.target_encoder(next_obs)
-            next_residual = self.target_actor(self._actor_input(next_features, next_obs))
+            next_residual = self._residual(self.target_actor, next_features, next_obs)
             clip = self._units(cfg.target_noise_clip)
             noise = torch.randn_like(next_residual) * self._units(cfg.target_noise)
             next_residual = (next_residual + noise.clamp(-clip, clip)).clamp(-1.0, 1.0)
@@ -224,7 +239,7 @@ class ResidualTD3(nn.Module):
         )
         if update_actor:
             features = features.detach()
-            residual = self.actor(self._actor_input(features, obs))
+            residual = self._residual(self.actor, features, obs)
             executed = self.executed(obs["base_action"], residual)
             actor_loss, actor_metrics = ensemble_actor_loss(
                 call_detached(self.critic, features, executed)[..., 0],
