@@ -153,8 +153,10 @@ class ResidualTD3(nn.Module):
         self._set_authority()
 
     def _set_authority(self) -> None:
-        ramp, past_warmup = self.cfg.authority_ramp, self.learn_calls - self.cfg.critic_warmup
-        self.authority.fill_(min(1.0, max(0, past_warmup) / ramp) if ramp > 0 else 1.0)
+        """Without a ramp the authority stays 1: no device write per learn call."""
+        if ramp := self.cfg.authority_ramp:
+            past_warmup = self.learn_calls - self.cfg.critic_warmup
+            self.authority.fill_(min(1.0, max(0, past_warmup) / ramp))
 
     def get_extra_state(self) -> torch.Tensor:
         """The counters travel with the weights, so a resumed run keeps its warm-up and delay."""
