@@ -208,6 +208,33 @@ def test_residual_actor_starts_at_zero_and_moves_only_after_critic_warmup():
     assert not torch.equal(agent.act(obs, deterministic=True), base)
 
 
+def test_residual_explores_wider_only_until_the_actor_moves():
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    cfg = ResidualConfig(
+        hidden=[32, 32],
+        action_scale=0.5,
+        critic_warmup=2,
+        utd=1,
+        exploration_std=0.01,
+        warmup_exploration_std=0.1,
+    )
+    agent, batch = ResidualTD3(cfg, shapes, 1), batch_of(env)
+    obs = {k: v[:1].expand(4000, *v.shape[1:]) for k, v in batch["obs"].items()}
+    obs["base_action"] = torch.zeros(4000, 1)  # away from the bounds: nothing is clamped
+
+    def noise_std():
+        return (agent.act(obs) - agent.act(obs, deterministic=True)).std().item()
+
+    torch.manual_seed(0)
+    for calls in range(3):  # before learning, and up to the last critic-only call
+        while agent.learn_calls < calls:
+            agent.learn(lambda n: batch)
+        assert noise_std() == pytest.approx(0.1, rel=0.05)
+    agent.learn(lambda n: batch)  # the actor's first step
+    assert noise_std() == pytest.approx(0.01, rel=0.05)
+
+
 def test_residual_authority_ramps_in_linearly_after_the_warmup_and_survives_resume():
     env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
     shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
