@@ -90,7 +90,7 @@ class ResidualConfig:
     warmup_exploration_std: float | None = None
     """Exploration noise while the critic warms up (the residual is still 0 then); None: as
     ``exploration_std``. Wider noise shows the critic residuals of the size the actor will use
-    before the actor follows its action gradient (ResFiT explores with 0.05 and anneals it);
+    before the actor follows its action gradient (ResFiT's default exploration std is 0.05);
     0.02 on PegInsert did not prevent the early dip in success (README)."""
     base_only_dims: list[int] | None = None
     """Action dims the residual leaves to the base policy; None: the gripper of our tasks (a
