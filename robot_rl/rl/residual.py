@@ -194,9 +194,13 @@ class ResidualTD3(nn.Module):
             residual = residual + self._units(self._exploration_std()) * torch.randn_like(residual)
         return self.executed(obs["base_action"], residual.clamp(-1.0, 1.0))
 
+    @property
+    def _past_warmup(self) -> bool:
+        """Whether the critic-only warm-up is over (the actor learns from the next update on)."""
+        return self.learn_calls > self.cfg.critic_warmup
+
     def _exploration_std(self) -> float:
-        warming = self.learn_calls <= self.cfg.critic_warmup  # the actor has not moved yet
-        if warming and self.cfg.warmup_exploration_std is not None:
+        if not self._past_warmup and self.cfg.warmup_exploration_std is not None:
             return self.cfg.warmup_exploration_std
         return self.cfg.exploration_std
 
@@ -206,10 +210,9 @@ class ResidualTD3(nn.Module):
     def learn(self, sample) -> dict[str, torch.Tensor]:
         self.learn_calls += 1
         self._set_authority()
-        warm = self.learn_calls > self.cfg.critic_warmup
         metrics = {}
         for _ in range(self.cfg.utd):
-            metrics = self.update(sample(self.cfg.batch_size), update_actor=warm)
+            metrics = self.update(sample(self.cfg.batch_size), update_actor=self._past_warmup)
         return metrics
 
     def update(self, batch: dict, update_actor: bool = True) -> dict[str, torch.Tensor]:
