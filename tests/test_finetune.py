@@ -481,6 +481,44 @@ def test_residual_l2_term_pulls_the_residual_toward_the_base_action():
     assert ensemble_actor_loss(q, residual)[0].item() == 0.0  # off by default (ResFiT's 0)
 
 
+def test_conservative_penalty_is_zero_where_the_policy_acts_like_the_data():
+    from robot_rl.rl.losses import policy_conservative_penalty
+
+    q = torch.randn(3, 5)
+    assert policy_conservative_penalty(q, q, 2.0)[0].item() == 0.0
+    q_policy, q_data = q.clone().requires_grad_(), q.clone().requires_grad_()
+    policy_conservative_penalty(q_policy, q_data, 2.0)[0].backward()
+    torch.testing.assert_close(q_policy.grad, torch.full((3, 5), 2.0 / 5))  # pushed down
+    torch.testing.assert_close(q_data.grad, torch.full((3, 5), -2.0 / 5))  # pushed up
+
+
+def test_residual_conservative_term_lowers_the_critics_where_the_actor_leaves_the_data():
+    env = ResidualEnv(GymBatchedEnv("Pendulum-v1", 2), pendulum_base(), 0.2)
+    shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    batch = batch_of(env)
+    base = batch["obs"]["base_action"].clamp(-0.5, 0.5)
+    batch["action"] = base + 0.02 * torch.randn_like(base)  # the data stays near the base
+    gaps = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        cfg = ResidualConfig(
+            hidden=[32, 32], action_scale=0.5, critic_warmup=10**6, utd=1,
+            num_critics=2, conservative_weight=weight,
+        )  # fmt: skip
+        agent = ResidualTD3(cfg, shapes, 1)
+        torch.nn.init.normal_(agent.actor.net[-1].weight, std=10.0)  # a residual off the data
+        for _ in range(150):
+            agent.learn(lambda n: batch)
+        policy_action = agent.act(batch["obs"], deterministic=True)
+        assert (policy_action - batch["action"]).abs().mean() > 0.2
+        with torch.no_grad():
+            features = agent.encoder(batch["obs"])
+            q = agent.critic(features.repeat(2, 1), torch.cat([policy_action, batch["action"]]))
+        q_policy, q_data = q[..., 0].mean(0).chunk(2)
+        gaps[weight] = (q_policy - q_data).mean().item()
+    assert gaps[1.0] < gaps[0.0] - 0.15, gaps
+
+
 def test_pessimistic_actor_prefers_actions_the_critics_agree_on():
     from robot_rl.rl.losses import ensemble_actor_loss
 

@@ -58,6 +58,18 @@ def sac_critic_loss(
     }
 
 
+def policy_conservative_penalty(
+    q_policy: torch.Tensor, q_data: torch.Tensor, weight: float
+) -> tuple[torch.Tensor, dict]:
+    """CQL's regulariser (Kumar et al., 2020) with the current policy as the distribution it
+    pushes down: ``weight`` * sum over critics of mean_B [Q(s, pi(s)) - Q(s, a)]; q_policy,
+    q_data (E, B). Where the policy acts like the data the two terms cancel; where it leaves
+    the data, the critics there are lowered until transitions from there confirm them, so an
+    actor cannot climb a Q value the critics only extrapolate."""
+    gap = (q_policy - q_data).mean(1)
+    return weight * gap.sum(), {"q/policy_minus_data": gap.detach().mean()}
+
+
 def sac_actor_loss(
     q_pi: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor
 ) -> tuple[torch.Tensor, dict]:
