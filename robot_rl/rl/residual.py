@@ -265,17 +265,17 @@ class ResidualTD3(nn.Module):
             # one critic call over both action sets: (E, 2B)
             q_both = self.critic(features.repeat(2, 1), torch.cat([action, policy_action]))
             q_pred, q_policy = q_both[..., 0].chunk(2, dim=1)
+            penalty, penalty_metrics = policy_conservative_penalty(
+                q_policy, q_pred, cfg.conservative_weight
+            )
         else:
             q_pred = self.critic(features, action)[..., 0]
+            penalty, penalty_metrics = 0.0, {}
         zero = torch.zeros((), device=q_pred.device)
         loss, metrics = sac_critic_loss(
             q_pred, q_next, zero, reward, discount, zero, False, cfg.q_target_range or ()
         )
-        if cfg.conservative_weight:
-            penalty, penalty_metrics = policy_conservative_penalty(
-                q_policy, q_pred, cfg.conservative_weight
-            )
-            loss, metrics = loss + penalty, {**metrics, **penalty_metrics}
+        loss, metrics = loss + penalty, {**metrics, **penalty_metrics}
         if update_actor:
             features = features.detach()
             residual = self._residual(self.actor, features, obs)
