@@ -135,7 +135,7 @@ def main() -> None:
     rlpd = sorted(out.glob(f"rlpd-{args.task}-s*"))
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs] + [str(d) for d in rlpd],
-        out / f"finetune-{args.task}.png",
+        out / f"finetune-{args.task}{args.tag}.png",
         {f"{args.base} base": base_eval},
     )
     print(f"curves: {png}")

@@ -241,7 +241,7 @@ def main() -> None:
         )
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],
-        out / f"curves-{args.task.replace(':', '-')}.png",
+        out / f"curves-{args.task.replace(':', '-')}{args.tag}.png",
     )
     print(f"curves: {png}")
 
