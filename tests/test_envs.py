@@ -149,3 +149,23 @@ def test_dense_success_pays_the_rest_of_the_episode_so_hovering_never_wins():
     # hovering just outside the goal would earn under 1 per step (reach < 1, no success)
     assert rewards[-1] > 1.0 * (remaining + 1)
     rt.close()
+
+
+def test_diagnostics_agree_with_the_observed_object_state():
+    env = gym.make(ENV_IDS["pick_cube"])
+    obs, _ = env.reset(seed=0)
+    state, info = env.step(np.zeros(7, np.float32))[::4]
+    state = state["state"]
+    assert abs(info["diag/cube_lift"]) < 2e-3  # resting on the table
+    assert info["diag/cube_lift"] == pytest.approx(state[38] - 0.02, abs=1e-6)
+    assert info["diag/tcp_to_cube"] == pytest.approx(np.linalg.norm(state[-3:]), abs=1e-6)
+    assert info["diag/gripper_width"] == pytest.approx(state[15], abs=1e-6)
+    env.close()
+    env = gym.make(ENV_IDS["peg_insert"])
+    env.reset(seed=0)
+    state, info = env.step(np.zeros(7, np.float32))[::4]
+    tip_from_hole = state["state"][-3:]
+    assert info["diag/tip_depth"] == pytest.approx(-tip_from_hole[2], abs=1e-6)
+    assert info["diag/tip_depth"] < 0  # the peg starts above the hole
+    assert info["diag/tip_xy"] == pytest.approx(np.linalg.norm(tip_from_hole[:2]), abs=1e-6)
+    env.close()

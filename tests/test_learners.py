@@ -89,6 +89,18 @@ def test_sac_target_network_tracks_slowly():
         torch.testing.assert_close(p_t, p_old + 0.005 * (p.detach() - p_old))
 
 
+def test_sac_td_targets_stay_in_the_configured_return_range():
+    b = {**batch(), "reward": torch.full((64,), 5.0)}
+    clamped = SAC(SACConfig(num_critics=2, hidden=[16], q_target_range=[0.0, 1.0]), SHAPES, 2)
+    free = SAC(SACConfig(num_critics=2, hidden=[16]), SHAPES, 2)
+    _, held = clamped.losses(*(b[k] for k in KEYS), update_actor=False)
+    _, unheld = free.losses(*(b[k] for k in KEYS), update_actor=False)
+    assert held["q/target"].item() == 1.0  # every target 5 + 0.99 * Q' held at the top
+    assert unheld["q/target"].item() > 3.0
+    with pytest.raises(ValueError, match="q_target_range"):
+        SAC(SACConfig(q_target_range=[1.0, 0.0]), SHAPES, 2)
+
+
 def test_images_train_the_encoder_through_the_critic_only():
     shapes = {"state": (3,), "front": (32, 32, 3)}
     agent = SAC(SACConfig(num_critics=2, hidden=[32]), shapes, 2)

@@ -28,6 +28,7 @@ from robot_rl.policies.base import BasePolicy
 from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.losses import (
     check_critic_subset,
+    check_target_range,
     random_subset,
     sac_actor_loss,
     sac_critic_loss,
@@ -71,6 +72,13 @@ class DSRLConfig(SACConfig):
     """Hidden activation of actor and critics (the fine-tuning figures were measured with relu)."""
     target_entropy: float | None = 0.0
     """Target entropy (the paper's 0)."""
+    q_target_range: list[float] | None = None
+    """TD targets are clamped into [lo, hi]; [] leaves them unclamped. None: for na, [0, 1] on
+    our tasks with a sparse success reward that ends the episode (every chunk's return lies
+    there), unclamped otherwise and for sac (measured without it); the trainer records what it
+    chose. Without the clamp na's action critic starts at its random initial outputs (-0.5 to
+    -0.9 on PickCube) and they take 5-7k env steps to fade; with it its last checkpoints went
+    from 93% (3 seeds) to 97% (5 seeds) on PickCube (README)."""
 
     def __post_init__(self) -> None:
         if self.variant not in ("sac", "na"):
@@ -105,6 +113,7 @@ class DSRLNA(nn.Module):
         width, act = self.encoder.dim + latent_dim, cfg.activation
         self.actor = TanhGaussianActor(self.encoder.dim, latent_dim, cfg.hidden, activation=act)
         check_critic_subset(cfg.critic_subset, cfg.num_critics)
+        check_target_range(cfg.q_target_range)
         self.q_action = CriticEnsemble(cfg.num_critics, width, cfg.hidden, activation=act)
         self.q_noise = CriticEnsemble(cfg.num_critics, width, cfg.hidden, activation=act)
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
@@ -174,7 +183,14 @@ class DSRLNA(nn.Module):
         features = self.encoder(obs)
         q_pred = self.q_action(features, executed)[..., 0]
         loss, metrics = sac_critic_loss(
-            q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+            q_pred,
+            q_next,
+            next_log_prob,
+            reward,
+            discount,
+            alpha,
+            cfg.entropy_backup,
+            cfg.q_target_range,
         )
         # 2. noise critic distilled toward the action critic
         features = features.detach()

@@ -24,6 +24,12 @@ def check_critic_subset(subset: int, members: int) -> None:
         raise ValueError(f"critic_subset must be in [1, {members}], got {subset}")
 
 
+def check_target_range(target_range) -> None:
+    """A config check: a TD target range is [lo, hi] with lo <= hi, or empty (no clamp)."""
+    if target_range and (len(target_range) != 2 or target_range[0] > target_range[1]):
+        raise ValueError(f"q_target_range is [lo, hi] or [], not {list(target_range)}")
+
+
 def random_subset_min(q: torch.Tensor, subset: int, generator=None) -> torch.Tensor:
     """Minimum over a random subset of ``subset`` ensemble members, (E, B) -> (B,)."""
     return q[random_subset(q.shape[0], subset, q.device, generator)].min(0).values

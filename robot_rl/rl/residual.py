@@ -27,6 +27,7 @@ from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.base_policy_envs import residual_scale
 from robot_rl.rl.losses import (
     check_critic_subset,
+    check_target_range,
     ensemble_actor_loss,
     policy_conservative_penalty,
     random_subset,
@@ -136,8 +137,7 @@ class ResidualTD3(nn.Module):
         super().__init__()
         if "base_action" not in obs_shapes:
             raise ValueError("the residual learner needs the base action in its observations")
-        if cfg.q_target_range and len(cfg.q_target_range) != 2:
-            raise ValueError(f"q_target_range is [lo, hi] or [], not {cfg.q_target_range}")
+        check_target_range(cfg.q_target_range)
         self.cfg, self.action_dim = cfg, action_dim
         self.register_buffer(
             "scale", residual_scale(cfg.action_scale, cfg.base_only_dims, action_dim)

@@ -22,6 +22,7 @@ from torch import nn
 from robot_rl.rl.acceleration import FastStep
 from robot_rl.rl.losses import (
     check_critic_subset,
+    check_target_range,
     random_subset,
     sac_actor_loss,
     sac_critic_loss,
@@ -71,6 +72,9 @@ class SACConfig:
     """Subtract alpha log pi in the critic target (RLPD drops it)."""
     n_step: int = 1
     """n-step returns."""
+    q_target_range: list[float] = field(default_factory=list)
+    """TD targets are clamped into [lo, hi]; [] (the default) leaves them unclamped. [0, 1] fits
+    a success reward that ends the episode (every return lies there)."""
     image_feature_dim: int = 64
     """Features per camera from the conv encoder."""
     augment: bool = True
@@ -86,6 +90,7 @@ class SAC(nn.Module):
         super().__init__()
         self.cfg, self.action_dim = cfg, action_dim
         check_critic_subset(cfg.critic_subset, cfg.num_critics)
+        check_target_range(cfg.q_target_range)
         self.encoder = ObsEncoder(obs_shapes, cfg.image_feature_dim)
         self.actor = TanhGaussianActor(
             self.encoder.dim, action_dim, cfg.hidden, activation=cfg.activation
@@ -161,7 +166,14 @@ class SAC(nn.Module):
         features = self.encoder(obs)
         q_pred = self.critic(features, action)[..., 0]
         loss, metrics = sac_critic_loss(
-            q_pred, q_next, next_log_prob, reward, discount, alpha, cfg.entropy_backup
+            q_pred,
+            q_next,
+            next_log_prob,
+            reward,
+            discount,
+            alpha,
+            cfg.entropy_backup,
+            cfg.q_target_range,
         )
         if update_actor:
             features = features.detach()  # the encoder learns through the critic only

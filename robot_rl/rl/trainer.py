@@ -28,6 +28,7 @@ from robot_rl.rl.agents import (
 )
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
+from robot_rl.rl.dsrl import DSRLConfig
 from robot_rl.rl.envs import make_env, obs_shapes
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
 from robot_rl.rl.residual import ResidualConfig
@@ -156,6 +157,9 @@ class Trainer:
         self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
         if isinstance(algo, ResidualConfig):
             algo = cfg.algo = self._resolve_residual(algo)
+        elif isinstance(algo, DSRLConfig) and algo.q_target_range is None:
+            chosen = self._success_return_range() if algo.variant == "na" else []
+            algo = cfg.algo = dataclasses.replace(algo, q_target_range=chosen)
         self.eval_env = make_run_env(
             cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
         )
@@ -230,11 +234,16 @@ class Trainer:
         if algo.base_only_dims is None:
             algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
         if algo.q_target_range is None:
-            task = getattr(self.env.runtime, "cfg", None)
-            success_ends = task is not None and task.terminate_on_success
-            sparse = success_ends and task.reward_type == "sparse"
-            algo = dataclasses.replace(algo, q_target_range=[0.0, 1.0] if sparse else [])
+            algo = dataclasses.replace(algo, q_target_range=self._success_return_range())
         return algo
+
+    def _success_return_range(self) -> list[float]:
+        """[0, 1] on our tasks with a sparse success reward that ends the episode (every return
+        lies there), else [] (TD targets unclamped)."""
+        task = getattr(self.env.runtime, "cfg", None)
+        success_ends = task is not None and task.terminate_on_success
+        sparse = success_ends and task.reward_type == "sparse"
+        return [0.0, 1.0] if sparse else []
 
     def _demo_expectations(self) -> dict[str, Any]:
         """Recorded settings a demo store must share with the training env (ours only)."""

@@ -134,6 +134,11 @@ class ArmTask(abc.ABC):
     def success(self, rt: TaskRuntime, arm: ArmState) -> np.ndarray:
         """(B,) bool."""
 
+    def diagnostics(self, rt: TaskRuntime, arm: ArmState) -> dict[str, np.ndarray]:
+        """Named physical quantities, each (B,), reported in ``info`` as ``diag/<name>`` so that
+        failures can be told apart (``bench/failure_modes.py``); none by default."""
+        return {}
+
 
 def rot6(quat: np.ndarray) -> np.ndarray:
     """Continuous 6-D orientation (first two rotation-matrix columns), (B, 4) -> (B, 6)."""
@@ -265,6 +270,7 @@ class TaskRuntime:
             reward = np.where(terminated, reward + remaining * self.best_step_reward, reward)
         truncated = (self.elapsed >= self.cfg.max_episode_steps) & ~terminated
         info = {f"reward/{name}": value for name, value in terms.items()}
+        info.update({f"diag/{name}": v for name, v in self.task.diagnostics(self, state).items()})
         info["success"] = success
         info["arm_faults"] = state.faults
         return reward, terminated, truncated, info

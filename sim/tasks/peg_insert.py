@@ -121,14 +121,18 @@ class PegInsert(ArmTask):
         """Centre of the hole's rim, (B, 3)."""
         return world_frame(rt, rt.worlds.body_pos("obj_hole")) + [0.0, 0.0, HOLE_DEPTH]
 
+    def tip_from_hole(self, rt: TaskRuntime) -> np.ndarray:
+        """The peg tip relative to the hole's rim centre, (B, 3) m."""
+        return self.peg_tip(rt) - self.hole(rt)
+
     def object_obs(self, rt: TaskRuntime, arm: ArmState) -> np.ndarray:
         peg = world_frame(rt, rt.worlds.body_pos("obj_peg"))
         hole = self.hole(rt)
-        tip = self.peg_tip(rt)
-        return np.concatenate([peg, rot6(rt.worlds.body_quat("obj_peg")), hole, tip - hole], 1)
+        tip_rel = self.tip_from_hole(rt)
+        return np.concatenate([peg, rot6(rt.worlds.body_quat("obj_peg")), hole, tip_rel], 1)
 
     def reward_terms(self, rt: TaskRuntime, arm: ArmState) -> dict[str, np.ndarray]:
-        rel = self.peg_tip(rt) - self.hole(rt)
+        rel = self.tip_from_hole(rt)
         xy = np.linalg.norm(rel[:, :2], axis=1)
         return {
             "align": 1.0 - np.tanh(50.0 * xy),
@@ -137,7 +141,13 @@ class PegInsert(ArmTask):
             "success": self.success(rt, arm) * 1.0,
         }
 
+    def diagnostics(self, rt: TaskRuntime, arm: ArmState) -> dict[str, np.ndarray]:
+        """tip_xy: the peg tip's horizontal distance from the hole's centre, m; tip_depth: how
+        far the tip is below the hole's rim, m (negative above it)."""
+        rel = self.tip_from_hole(rt)
+        return {"tip_xy": np.linalg.norm(rel[:, :2], axis=1), "tip_depth": -rel[:, 2]}
+
     def success(self, rt: TaskRuntime, arm: ArmState) -> np.ndarray:
-        rel = self.peg_tip(rt) - self.hole(rt)
+        rel = self.tip_from_hole(rt)
         inside = np.linalg.norm(rel[:, :2], axis=1) < PEG_HALF
         return inside & (rel[:, 2] <= -self.cfg.insert_depth)

@@ -86,6 +86,16 @@ class PickCube(ArmTask):
             "success": self.success(rt, arm) * 1.0,
         }
 
+    def diagnostics(self, rt: TaskRuntime, arm: ArmState) -> dict[str, np.ndarray]:
+        """cube_lift: the cube's bottom above the table, m; tcp_to_cube: the tool point's
+        distance from the cube's centre, m; gripper_width: m."""
+        pos, _ = self.cube(rt)
+        return {
+            "cube_lift": pos[:, 2] - CUBE_HALF,
+            "tcp_to_cube": np.linalg.norm(pos - arm.ee_pos, axis=1),
+            "gripper_width": arm.gripper_width.copy(),
+        }
+
     def success(self, rt: TaskRuntime, arm: ArmState) -> np.ndarray:
         pos, _ = self.cube(rt)
         return (pos[:, 2] - CUBE_HALF >= self.cfg.lift_height) & self.grasped(rt, arm)
