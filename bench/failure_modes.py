@@ -30,7 +30,7 @@ import torch
 
 from robot_rl.batched_env import BatchedEnv
 from robot_rl.rl.envs import make_env
-from robot_rl.rl.trainer import SavedRun, evaluate
+from robot_rl.rl.trainer import SavedRun, episode_quota, evaluate
 from robot_rl.sim.tasks.pick_cube import CUBE_HALF, PickCubeConfig
 
 FAR_CLOSE = 0.05
@@ -84,8 +84,8 @@ class EpisodeTraces(BatchedEnv):
 
     def episodes(self, total: int) -> list[dict[str, np.ndarray]]:
         """The episodes ``trainer.evaluate`` counts: the first of each env's quota."""
-        n = self.num_envs
-        return [e for i in range(n) for e in self.finished[i][: total // n + (i < total % n)]]
+        quota = episode_quota(total, self.num_envs)
+        return [e for ended, k in zip(self.finished, quota, strict=True) for e in ended[:k]]
 
     def close(self) -> None:
         self.env.close()

@@ -92,6 +92,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def episode_quota(episodes: int, num_envs: int) -> list[int]:
+    """How many of ``episodes`` each env runs in ``evaluate``: an even share, the remainder
+    going to the first envs."""
+    return [episodes // num_envs + (i < episodes % num_envs) for i in range(num_envs)]
+
+
 def evaluate(
     agent, env: BatchedEnv, episodes: int, seed: int, episode_done=None
 ) -> dict[str, float]:
@@ -101,7 +107,7 @@ def evaluate(
     be by taking the first ones to finish. ``episode_done(done)`` is told which envs ended
     after every step (for policies that keep per-episode state)."""
     n = env.num_envs
-    quota = torch.tensor([episodes // n + (i < episodes % n) for i in range(n)])
+    quota = torch.tensor(episode_quota(episodes, n))
     obs, _ = env.reset(seed=seed)
     returns, successes = [], []
     running, finished = torch.zeros(n), torch.zeros(n, dtype=torch.long)
