@@ -4,16 +4,19 @@
 # torch), the PickCube demos and diffusion base of bench/finetune.py in bench_runs/ (made there
 # if missing, which takes longer), and MUJOCO_GL=egl for the pixel part.
 #
-#     bench/gpu_figures.sh OUT_DIR [PART...]     # parts: throughput learners pixels fasttd3_reach
+#     bench/gpu_figures.sh OUT_DIR [PART...]
 #
-# PYTHON=.venv/bin/python chooses the interpreter. Without parts it runs the first three, about
-# 8 minutes on an H200 (throughput 2 min, learners ~1 min each, pixels 1 min); fasttd3_reach
-# needs a call of its own. Logs go to OUT_DIR; the tables are printed again at the end.
+# Parts: graph_tests throughput learners learners_nograph pixels fasttd3_reach.
+# PYTHON=.venv/bin/python chooses the interpreter. Without parts it runs graph_tests (the CUDA
+# graph tests of tests/test_compile.py, which CI cannot run), throughput, learners and pixels,
+# about 9 minutes on an H200; learners_nograph (RLPD without CUDA graphs, for the same-run
+# comparison) and fasttd3_reach need calls of their own. Logs go to OUT_DIR; the tables are
+# printed again at the end.
 set -u
 out=${1:?usage: bench/gpu_figures.sh OUT_DIR [PART...]}
 shift
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(throughput learners pixels)
+[ ${#parts[@]} -eq 0 ] && parts=(graph_tests throughput learners pixels)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -30,22 +33,28 @@ run_part() {  # run_part NAME SECONDS COMMAND...
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/summary.txt"
 for part in "${parts[@]}"; do
   case $part in
-    throughput) run_part throughput 170 "$py" bench/update_throughput.py --device cuda \
-      --updates 300 --modes "eager fp32" "compiled bf16" --fasttd3-batch 32768 ;;
+    graph_tests) run_part graph_tests 120 "$py" -m pytest -q -p no:cacheprovider \
+      tests/test_compile.py -k cuda ;;
+    throughput) run_part throughput 200 "$py" bench/update_throughput.py --device cuda \
+      --updates 300 --modes "eager fp32" "compiled bf16" "compiled bf16 CUDA graph" \
+      --fasttd3-batch 32768 ;;
     learners) run_part learners 330 "$py" bench/learner_speed.py --device cuda --steps 1000 \
       --log-every 250 --learners rlpd dsrl_sac dsrl_na residual fasttd3 ;;
+    learners_nograph) run_part learners_nograph 120 "$py" bench/learner_speed.py --device cuda \
+      --steps 1000 --log-every 250 --learners rlpd --override algo.cuda_graph=off ;;
     pixels) run_part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 \
       --log-every 100 --learners rlpd_pixels ;;
     fasttd3_reach) run_part fasttd3_reach 540 "$py" bench/sample_efficiency.py --task reach \
       --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 400000 \
       --eval-every 20000 --reward dense --out "$out/runs" ;;
-    *) echo "unknown part $part (throughput learners pixels fasttd3_reach)" >&2; exit 2 ;;
+    *) echo "unknown part $part (graph_tests throughput learners learners_nograph pixels" \
+      "fasttd3_reach)" >&2; exit 2 ;;
   esac
 done
 
 for part in "${parts[@]}"; do
   echo "== $part"
-  grep -E '^\|' "$out/$part.log" || tail -5 "$out/$part.log"
+  grep -E '^\||passed|failed' "$out/$part.log" || tail -5 "$out/$part.log"
 done
 if [ -d "$out/runs" ]; then
   echo "== FastTD3 Reach curve"

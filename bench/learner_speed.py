@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/learner_speed.py                      # every learner, default device
     .venv/bin/python bench/learner_speed.py --learners rlpd dsrl_na --device cpu
+    python bench/learner_speed.py --device cuda --learners rlpd --override algo.cuda_graph=off
 
 Each learner trains on PickCube (sparse reward) as ``robot-rl train`` does, from the same demos
 and diffusion base policy as ``bench/finetune.py`` (made in --out if missing), for --steps env
@@ -109,6 +110,9 @@ def main() -> None:
         "--fasttd3-steps", type=int, default=0, help="FastTD3's env steps (default: 40x --steps)"
     )
     parser.add_argument("--out", default="bench_runs", help="where demos and base policy live")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="robot-rl train overrides for every learner"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     out = Path(args.out)
@@ -122,7 +126,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     threads = torch.get_num_threads()
     print(
-        f"| learner on {name} ({threads} CPU threads) | s per 1k env steps | env steps/s "
+        f"| learner on {name} ({threads} CPU threads{', ' if args.override else ''}"
+        f"{' '.join(args.override)}) | s per 1k env steps | env steps/s "
         "| first learning window (with compiling), s | steady windows |"
     )
     print("|---|---|---|---|---|", flush=True)
@@ -133,7 +138,8 @@ def main() -> None:
             steps = (args.fasttd3_steps or 40 * args.steps) if fast else args.steps
             log_every = 40 * args.log_every if fast else args.log_every
             try:
-                r = measure(overrides, steps, log_every, str(device), Path(tmp) / learner)
+                run_dir = Path(tmp) / learner
+                r = measure([*overrides, *args.override], steps, log_every, str(device), run_dir)
             except Exception as exc:  # one learner failing must not hide the others' rows
                 print(f"| {label} | failed: {type(exc).__name__}: {exc} | | | |", flush=True)
                 continue

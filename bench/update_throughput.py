@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/update_throughput.py [--updates 500] [--device cpu|cuda]
     python bench/update_throughput.py --device cuda --modes "eager fp32" "compiled bf16" \
-        --fasttd3-batch 32768          # a GPU, fewer compiles; the paper's FastTD3 batch
+        "compiled bf16 CUDA graph" --fasttd3-batch 32768   # a GPU; the paper's FastTD3 batch
 
 Identical settings for the comparison: MLP 256x256 with relu (SB3's), batch 256, 2 critics, one
 critic, actor and temperature step per update, state observations (Pendulum-v1 sized: 3-D obs,
 1-D action). Rows marked tanh use our default activation instead (SERL's).
-Ours runs in each of its modes: eager fp32 (as SB3), compiled fp32, and compiled with bf16
-hidden matmuls where the device does bf16 natively (the ``auto`` default there). Also our RLPD
+Ours runs in each of its modes: eager fp32 (as SB3), compiled fp32, compiled with bf16
+hidden matmuls where the device does bf16 natively (the ``auto`` default there), and on CUDA
+that again replayed as one CUDA graph per update (the ``auto`` default there). Also our RLPD
 (10 critics, random subset of 2) and FastTD3 updates/s. Compile time is measured apart.
 """
 
@@ -81,11 +82,17 @@ def sb3_updates_per_s(updates: int, device: str) -> float:
     return updates / (time.perf_counter() - start)
 
 
-MODES = {  # name: (compile, amp)
-    "eager fp32": ("off", "off"),
-    "compiled fp32": ("on", "off"),
-    "compiled bf16": ("on", "on"),
+MODES = {  # name: (compile, amp, cuda_graph)
+    "eager fp32": ("off", "off", "off"),
+    "compiled fp32": ("on", "off", "off"),
+    "compiled bf16": ("on", "on", "off"),
+    "compiled bf16 CUDA graph": ("on", "on", "on"),
 }
+
+
+def available(mode: tuple[str, str, str], device: torch.device) -> bool:
+    _, amp, graph = mode
+    return (amp == "off" or native_bf16(device)) and (graph == "off" or device.type == "cuda")
 
 
 def main() -> None:
@@ -98,9 +105,7 @@ def main() -> None:
     parser.add_argument("--fasttd3-batch", type=int, default=4096)
     args = parser.parse_args()
     device = torch.device(args.device)
-    modes = {
-        k: v for k, v in MODES.items() if k in args.modes and (v[1] == "off" or native_bf16(device))
-    }
+    modes = {k: v for k, v in MODES.items() if k in args.modes and available(v, device)}
     torch.manual_seed(0)
     obs_dim, action_dim = 3, 1
     shapes = {"state": ((obs_dim,), torch.float32)}
@@ -111,7 +116,7 @@ def main() -> None:
     for name, critics in (("robot_rl SAC, 2 critics", 2), ("robot_rl RLPD, 10 critics", 10)):
         runs = [(mode, "relu") for mode in modes] + [(fastest, "tanh")]
         for mode, activation in runs:
-            compile_mode, amp = modes[mode]
+            compile_mode, amp, graph = modes[mode]
             buffer = ReplayBuffer(shapes, action_dim, 1, 10_000, device=device)
             fill(buffer, obs_dim, action_dim, 2000)
             cfg = SACConfig(
@@ -120,15 +125,16 @@ def main() -> None:
                 augment=False,
                 compile=compile_mode,
                 amp=amp,
+                cuda_graph=graph,
             )
             agent = SAC(cfg, {"state": (obs_dim,)}, action_dim).to(device)
             rate, warmup = ours_updates_per_s(agent, buffer, args.updates, 256, device)
             rows.append((f"{name}, {mode}, {activation}", rate, warmup))
-    for mode, (compile_mode, amp) in modes.items():
+    for mode, (compile_mode, amp, graph) in modes.items():
         buffer = ReplayBuffer(shapes, action_dim, 16, 1000, n_step=3, device=device)
         fill(buffer, obs_dim, action_dim, 200)
         batch = args.fasttd3_batch
-        cfg = FastTD3Config(batch_size=batch, compile=compile_mode, amp=amp)
+        cfg = FastTD3Config(batch_size=batch, compile=compile_mode, amp=amp, cuda_graph=graph)
         agent = FastTD3(cfg, {"state": (obs_dim,)}, action_dim, 16, device)
         rate, warmup = ours_updates_per_s(agent, buffer, max(20, args.updates // 10), batch, device)
         rows.append((f"robot_rl FastTD3, batch {batch}, C51 1024-512-256, {mode}", rate, warmup))

@@ -154,13 +154,15 @@ def test_random_shift_is_a_replicate_padded_translation():
     assert len(offsets) > 10  # offsets differ between images
 
 
-def test_running_norm_matches_dataset_statistics():
+def test_running_norm_matches_dataset_statistics_updating_in_place():
     norm = RunningNorm(3)
+    addresses = [b.data_ptr() for b in norm.buffers()]  # a CUDA graph reads them there
     data = torch.randn(1000, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([2.0, -1.0, 0.0])
     for chunk in data.split(100):
         norm.update(chunk)
     torch.testing.assert_close(norm.mean, data.mean(0), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(norm.var, data.var(0, unbiased=False), atol=1e-3, rtol=1e-3)
+    assert [b.data_ptr() for b in norm.buffers()] == addresses
 
 
 def test_fasttd3_noise_redrawn_only_for_finished_envs():

@@ -6,17 +6,38 @@ an ``auto | on | off`` setting.
   LayerNorm statistics and the output layers stay fp32; only the hidden matmuls run in bf16.
 - compile ``auto`` is on for CUDA and the CPU; if compiling fails (for example no C++ compiler
   for the CPU backend), the update runs eagerly after a warning. ``on`` makes that an error.
+- cuda_graph ``auto`` is on for CUDA: after two ordinary updates of each kind (actor step or
+  not, batch shape) the whole update (losses, backward, clipping, optimizer step) is captured
+  once as a CUDA graph and then replayed, one launch instead of hundreds. At the sizes of these
+  networks an update is bound by launching kernels, not by the GPU. If capturing fails, the
+  updates go on without graphs after a warning; ``on`` makes that an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 SWITCH_VALUES = ("auto", "on", "off")
+
+
+@dataclass
+class AccelerationConfig:
+    """The fast-path switches every learner's config has."""
+
+    compile: str = "auto"
+    """torch.compile the loss computation: auto (on; eager if compiling fails), on, off."""
+    amp: str = "auto"
+    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
+    cuda_graph: str = "auto"
+    """Replay each update as one captured CUDA graph: auto (on CUDA; without graphs if capture
+    fails), on, off. The CPU never uses graphs."""
 
 
 def check_switch(value: str, setting: str) -> str:
@@ -42,11 +63,12 @@ def use_bf16(value: str, device: torch.device) -> bool:
     return native_bf16(device) if value == "auto" else value == "on"
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on ``device`` when ``enabled``; a no-op context otherwise."""
+def autocast(device: torch.device, enabled: bool, cache: bool = True):
+    """bf16 autocast on ``device`` when ``enabled``; a no-op context otherwise. ``cache=False``
+    while capturing a CUDA graph (the cast-weight cache must not outlive a capture)."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
 
 def full_precision(x: torch.Tensor):
@@ -86,21 +108,76 @@ class MaybeCompiled:
 class FastStep:
     """The update step the learners share: their loss function (compiled per ``compile``) under
     bf16 autocast where ``amp`` allows, one backward pass, optional gradient-norm clipping per
-    parameter group, one optimizer step. Returns the loss function's metrics."""
+    parameter group, one optimizer step; replayed as a CUDA graph per ``cuda_graph``. Returns
+    the loss function's metrics.
+
+    The loss function's tensor arguments may change from call to call (they are copied into the
+    graph's inputs); its keyword arguments and ``clip`` select one graph per distinct value."""
+
+    warmup_calls = 2
+    """Ordinary updates of each kind before its capture (compiling and the optimizer's state
+    happen there, outside the graph)."""
 
     def __init__(
-        self, losses: Callable, optimizer: torch.optim.Optimizer, compile: str, amp: str
+        self, losses: Callable, optimizer: torch.optim.Optimizer, cfg: AccelerationConfig
     ) -> None:
-        self.losses = MaybeCompiled(losses, compile)
-        self.optimizer, self.amp = optimizer, check_switch(amp, "amp")
+        self.losses = MaybeCompiled(losses, cfg.compile)
+        self.optimizer, self.amp = optimizer, check_switch(cfg.amp, "amp")
+        self.cuda_graph = check_switch(cfg.cuda_graph, "cuda_graph")
         self.bf16: bool | None = None  # decided on the first step, on the parameters' device
+        self.graphs: dict | None = None  # None: no graphs (not CUDA, switched off, or failed)
+        self.calls: Counter = Counter()
 
     def __call__(self, *args, clip: tuple = (), **kwargs) -> dict[str, torch.Tensor]:
         """``clip``: (parameters, max_norm) pairs, clipped after the backward pass."""
-        device = self.optimizer.param_groups[0]["params"][0].device
         if self.bf16 is None:
-            self.bf16 = use_bf16(self.amp, device)
-        with autocast(device, self.bf16):
+            self._first_call()
+        if self.graphs is None:
+            return self._step(args, clip, kwargs)
+        leaves, spec = tree_flatten(args)
+        key = (
+            tuple((x.shape, x.dtype) for x in leaves),
+            tuple(sorted(kwargs.items())),
+            tuple(max_norm for _, max_norm in clip),
+        )
+        if key not in self.graphs:
+            self.calls[key] += 1
+            if self.calls[key] <= self.warmup_calls:
+                return self._on_side_stream(args, clip, kwargs)
+            try:
+                self.graphs[key] = self._capture(leaves, spec, clip, kwargs)
+            except Exception as exc:
+                if self.cuda_graph == "on":
+                    raise
+                warnings.warn(
+                    f"CUDA graph capture failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "updating without graphs (set cuda_graph=off to skip the attempt)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.graphs = None
+                return self._step(args, clip, kwargs)
+        graph, inputs, metrics = self.graphs[key]
+        for static, x in zip(inputs, leaves, strict=True):
+            static.copy_(x)
+        graph.replay()
+        return {k: v.clone() for k, v in metrics.items()}  # the next replay overwrites them
+
+    def _first_call(self) -> None:
+        device = self.optimizer.param_groups[0]["params"][0].device
+        self.bf16 = use_bf16(self.amp, device)
+        if self.cuda_graph == "on" and device.type != "cuda":
+            raise ValueError(f"cuda_graph=on needs a CUDA device, the learner is on {device}")
+        if self.cuda_graph != "off" and device.type == "cuda":
+            self.graphs = {}
+            for group in self.optimizer.param_groups:
+                group["capturable"] = True  # its step counts stay on the GPU
+
+    def _step(self, args, clip, kwargs) -> dict[str, torch.Tensor]:
+        device = self.optimizer.param_groups[0]["params"][0].device
+        # no cast-weight cache with graphs: not in a capture, nor before (a compiled loss
+        # function would recompile when the setting changes)
+        with autocast(device, self.bf16, cache=self.graphs is None):
             loss, metrics = self.losses(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -108,3 +185,21 @@ class FastStep:
             torch.nn.utils.clip_grad_norm_(params, max_norm)
         self.optimizer.step()
         return metrics
+
+    def _on_side_stream(self, args, clip, kwargs) -> dict[str, torch.Tensor]:
+        """An ordinary update on a side stream, as warm-up before capture must be."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            metrics = self._step(args, clip, kwargs)
+        torch.cuda.current_stream().wait_stream(stream)
+        return metrics
+
+    def _capture(self, leaves, spec, clip, kwargs) -> tuple:
+        """(graph, its input tensors, its metric tensors). Capturing runs nothing: the caller
+        replays the graph for this call's update."""
+        inputs = [x.clone() for x in leaves]
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            metrics = self._step(tree_unflatten(inputs, spec), clip, kwargs)
+        return graph, inputs, metrics

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import FastStep
+from robot_rl.rl.acceleration import AccelerationConfig, FastStep
 from robot_rl.rl.losses import deterministic_actor_loss, distributional_cdq_loss
 from robot_rl.rl.networks import (
     CriticEnsemble,
@@ -29,7 +29,7 @@ from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
-class FastTD3Config:
+class FastTD3Config(AccelerationConfig):
     """FastTD3 settings (defaults from the paper, batch sized for a CPU)."""
 
     name: str = "fasttd3"
@@ -67,10 +67,6 @@ class FastTD3Config:
     """Critic updates per (batched) env step."""
     policy_delay: int = 2
     """Actor update every this many critic updates."""
-    compile: str = "auto"
-    """torch.compile the loss computations: auto (on; eager if compiling fails), on, off."""
-    amp: str = "auto"
-    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class FastTD3(nn.Module):
@@ -106,7 +102,7 @@ class FastTD3(nn.Module):
         self.redraw_noise(torch.ones(num_envs, dtype=torch.bool))
         self.updates = 0
         self.to(device)
-        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
+        self.train_step = FastStep(self.losses, self.optimizer, cfg)
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One batched env step's worth of learning: ``updates_per_step`` critic updates."""

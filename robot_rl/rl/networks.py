@@ -227,9 +227,12 @@ class RunningNorm(nn.Module):
         mean, var = x.mean(0), x.var(0, unbiased=False)
         delta = mean - self.mean
         total = self.count + n
+        # in place: a captured CUDA graph reads these buffers at fixed addresses
         self.mean += delta * n / total
-        self.var = (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
-        self.count = total
+        self.var.copy_(
+            (self.var * self.count + var * n + delta**2 * self.count * n / total) / total
+        )
+        self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)

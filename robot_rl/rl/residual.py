@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import FastStep
+from robot_rl.rl.acceleration import AccelerationConfig, FastStep
 from robot_rl.rl.base_policy_envs import residual_scale
 from robot_rl.rl.losses import (
     check_critic_subset,
@@ -45,7 +45,7 @@ from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
-class ResidualConfig:
+class ResidualConfig(AccelerationConfig):
     """Residual TD3 settings (ResFiT defaults unless noted)."""
 
     name: str = "residual"
@@ -126,10 +126,6 @@ class ResidualConfig:
     """Gradient norm clip for actor and critics."""
     image_feature_dim: int = 64
     """Features per camera from the conv encoder."""
-    compile: str = "auto"
-    """torch.compile the loss computation: auto (on; eager if compiling fails), on, off."""
-    amp: str = "auto"
-    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class ResidualTD3(nn.Module):
@@ -163,7 +159,7 @@ class ResidualTD3(nn.Module):
             ],
             fused=True,
         )
-        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
+        self.train_step = FastStep(self.losses, self.optimizer, cfg)
         self.updates = self.learn_calls = 0  # Python counters: no device sync per update
         self._set_authority()
 

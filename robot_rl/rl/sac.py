@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robot_rl.rl.acceleration import FastStep
+from robot_rl.rl.acceleration import AccelerationConfig, FastStep
 from robot_rl.rl.losses import (
     check_critic_subset,
     check_target_range,
@@ -41,7 +41,7 @@ from robot_rl.rl.replay import loss_inputs
 
 
 @dataclass
-class SACConfig:
+class SACConfig(AccelerationConfig):
     """SAC/RLPD settings (defaults: RLPD as used by SERL)."""
 
     name: str = "sac"
@@ -79,10 +79,6 @@ class SACConfig:
     """Features per camera from the conv encoder."""
     augment: bool = True
     """DrQ random-shift augmentation for images."""
-    compile: str = "auto"
-    """torch.compile the loss computation: auto (on; eager if compiling fails), on, off."""
-    amp: str = "auto"
-    """bf16 autocast of the hidden matmuls: auto (CUDA, or a CPU with native bf16), on, off."""
 
 
 class SAC(nn.Module):
@@ -114,7 +110,7 @@ class SAC(nn.Module):
             lr=cfg.lr,
             fused=True,
         )
-        self.train_step = FastStep(self.losses, self.optimizer, cfg.compile, cfg.amp)
+        self.train_step = FastStep(self.losses, self.optimizer, cfg)
 
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One env step's worth of learning: ``utd`` critic updates, the actor on the last.

@@ -28,7 +28,6 @@ from robot_rl.rl.agents import (
 )
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
-from robot_rl.rl.dsrl import DSRLConfig
 from robot_rl.rl.envs import make_env, obs_shapes
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
 from robot_rl.rl.residual import ResidualConfig
@@ -161,11 +160,11 @@ class Trainer:
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
         self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
-        if isinstance(algo, ResidualConfig):
-            algo = cfg.algo = self._resolve_residual(algo)
-        elif isinstance(algo, DSRLConfig) and algo.q_target_range is None:
-            chosen = self._success_return_range() if algo.variant == "na" else []
-            algo = cfg.algo = dataclasses.replace(algo, q_target_range=chosen)
+        if isinstance(algo, ResidualConfig) and algo.base_only_dims is None:
+            algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
+        if getattr(algo, "q_target_range", []) is None:  # residual and DSRL choose by task
+            algo = dataclasses.replace(algo, q_target_range=self._success_return_range())
+        cfg.algo = algo  # what the env decided is recorded for the learner and the checkpoint
         self.eval_env = make_run_env(
             cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
         )
@@ -233,15 +232,6 @@ class Trainer:
         from robot_rl.policies import load_policy
 
         return load_policy(self.cfg.base, self.device)
-
-    def _resolve_residual(self, algo: ResidualConfig) -> ResidualConfig:
-        """Fill in what the env decides, recorded for the learner and the checkpoint: the dims
-        the env wrapper left to the base, and the range of returns for clamping TD targets."""
-        if algo.base_only_dims is None:
-            algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
-        if algo.q_target_range is None:
-            algo = dataclasses.replace(algo, q_target_range=self._success_return_range())
-        return algo
 
     def _success_return_range(self) -> list[float]:
         """[0, 1] on our tasks with a sparse success reward that ends the episode (every return
