@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 def random_subset(members: int, subset: int, device=None, generator=None) -> torch.Tensor:
     """Indices of ``subset`` distinct ensemble members drawn at random (REDQ)."""
-    if torch.device(device or "cpu").type == "cuda":  # capturable in a CUDA graph, randperm not
-        return torch.rand(members, device=device, generator=generator).argsort()[:subset]
     return torch.randperm(members, device=device, generator=generator)[:subset]
 
 
