@@ -168,10 +168,10 @@ class FastStep:
         self.bf16 = use_bf16(self.amp, device)
         if self.cuda_graph == "on" and device.type != "cuda":
             raise ValueError(f"cuda_graph=on needs a CUDA device, the learner is on {device}")
-        if self.cuda_graph != "off" and device.type == "cuda":
-            self.graphs = {}
-            for group in self.optimizer.param_groups:
-                group["capturable"] = True  # its step counts stay on the GPU
+        graphs = self.cuda_graph != "off" and device.type == "cuda"
+        self.graphs = {} if graphs else None
+        for group in self.optimizer.param_groups:  # step counts stay on the GPU; this also
+            group["capturable"] = graphs  # resets the flag of a loaded optimizer state
 
     def _step(self, args, clip, kwargs) -> dict[str, torch.Tensor]:
         device = self.optimizer.param_groups[0]["params"][0].device
