@@ -6,12 +6,13 @@
 #
 #     bench/gpu_figures.sh OUT_DIR [PART...]
 #
-# Parts: graph_tests throughput learners learners_nograph pixels fasttd3_reach.
+# Parts: graph_tests throughput learners learners_nograph pixels pixels_run fasttd3_reach.
 # PYTHON=.venv/bin/python chooses the interpreter. Without parts it runs graph_tests (the CUDA
 # graph tests of tests/test_compile.py, which CI cannot run), throughput, learners and pixels,
 # about 9 minutes on an H200; learners_nograph (RLPD without CUDA graphs, for the same-run
-# comparison) and fasttd3_reach need calls of their own. Logs go to OUT_DIR; the tables are
-# printed again at the end.
+# comparison), pixels_run (the pixel RLPD learning curve from 20 rendered demos, ~10 minutes
+# with CUDA graphs) and fasttd3_reach need calls of their own. Logs go to OUT_DIR; the tables
+# and curves are printed again at the end.
 set -u
 out=${1:?usage: bench/gpu_figures.sh OUT_DIR [PART...]}
 shift
@@ -44,11 +45,13 @@ for part in "${parts[@]}"; do
       --steps 1000 --log-every 250 --learners rlpd --override algo.cuda_graph=off ;;
     pixels) run_part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 \
       --log-every 100 --learners rlpd_pixels ;;
+    pixels_run) run_part pixels_run 570 "$py" bench/sample_efficiency.py --task pick_cube \
+      --obs pixels --methods rlpd --seeds 0 --steps 20000 --eval-every 2000 --out "$out/runs" ;;
     fasttd3_reach) run_part fasttd3_reach 540 "$py" bench/sample_efficiency.py --task reach \
       --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 400000 \
       --eval-every 20000 --reward dense --out "$out/runs" ;;
     *) echo "unknown part $part (graph_tests throughput learners learners_nograph pixels" \
-      "fasttd3_reach)" >&2; exit 2 ;;
+      "pixels_run fasttd3_reach)" >&2; exit 2 ;;
   esac
 done
 
@@ -57,6 +60,5 @@ for part in "${parts[@]}"; do
   grep -E '^\||passed|failed' "$out/$part.log" || tail -5 "$out/$part.log"
 done
 if [ -d "$out/runs" ]; then
-  echo "== FastTD3 Reach curve"
-  cat "$out"/runs/*/eval.csv
+  for f in "$out"/runs/*/eval.csv; do echo "== curve of $(basename "$(dirname "$f")")"; cat "$f"; done
 fi
