@@ -434,6 +434,35 @@ def test_residual_leaves_the_gripper_to_the_base_on_our_tasks():
     env.close()
 
 
+def test_residual_scales_per_dim_give_a_dim_its_own_authority():
+    from robot_rl.rl.agents import wrap_env
+    from robot_rl.rl.envs import make_env
+
+    inner = Recorder(make_env("reach", 2))
+    shapes = {k: s for k, (s, _) in obs_shapes(inner).items()}
+    torch.manual_seed(0)
+    base = DiffusionPolicy(DiffusionPolicyConfig(hidden=[32], inference_steps=2), shapes, 7)
+    base = base.eval().requires_grad_(False)
+    scales = [0.05] * 6 + [2.0]  # the gripper may be overruled whole
+    algo = ResidualConfig(hidden=[32, 32], base_only_dims=[], action_scales=scales)
+    env = wrap_env(algo, inner, base, seed=0)
+    obs, _ = env.reset(seed=0)
+    most = torch.tensor(scales)
+    base_action = obs["base_action"].clone()
+    obs, *_ = env.step(torch.full((2, 7), 5.0))
+    torch.testing.assert_close(inner.actions[-1], (base_action + most).clamp(-1, 1))
+    residual_shapes = {k: s for k, (s, _) in obs_shapes(env).items()}
+    agent = ResidualTD3(algo, residual_shapes, 7)
+    agent.actor.net[-1].bias.data.fill_(10.0)  # a saturated residual: +1 on every dim
+    acted = agent.act(obs, deterministic=True)
+    torch.testing.assert_close(acted, (obs["base_action"] + most).clamp(-1, 1))
+    # the L2 term sees each dim's residual as a share of its own scale, in action_scale units
+    torch.testing.assert_close(agent._l2_units(torch.ones(1, 7)), torch.full((1, 7), 0.05))
+    with pytest.raises(ValueError, match="action_scales has 3 entries"):
+        ResidualTD3(ResidualConfig(action_scales=[0.1] * 3), residual_shapes, 7)
+    env.close()
+
+
 def test_wrappers_hold_ended_episodes_until_reset_envs():
     base = pendulum_base(horizon=4)
     rows = []

@@ -145,3 +145,50 @@ def test_save_and_resume(tmp_path):
     a = buf.sample(8, torch.Generator().manual_seed(0))
     b = again.sample(8, g)
     torch.testing.assert_close(a["reward"], b["reward"])
+
+
+def every_transition(buffer):
+    """(obs, next_obs, reward, discount) of every stored transition, in slot order."""
+    b = all_transitions(buffer)
+    return [b["obs"]["state"], b["next_obs"]["state"], b["reward"], b["discount"]]
+
+
+def test_saved_replay_holds_only_written_slots_and_resumes_into_a_longer_run(tmp_path):
+    buf = ReplayBuffer(SHAPES, 1, 1, 10_000, gamma=0.9, n_step=2)
+    rollout(buf, 30, term_at=12)
+    buf.save(tmp_path / "r.safetensors")
+    assert buf.state_dict()["obs.img"].shape == (1, 31, 2, 2, 3)  # 30 steps + a final obs
+    for capacity in (40, 10_000, 50_000):  # a resumed run may allot another capacity
+        again = ReplayBuffer(SHAPES, 1, 1, capacity, gamma=0.9, n_step=2)
+        again.load(tmp_path / "r.safetensors")
+        for a, b in zip(every_transition(buf), every_transition(again), strict=True):
+            assert torch.equal(a, b)
+        rollout(again, 3, start=500)  # writing goes on after the restored slots
+        assert int(again.ptr[0]) == 34 and bool(again.written[0, :34].all())
+
+
+def test_wrapped_replay_loads_only_into_its_own_shape(tmp_path):
+    buf = ReplayBuffer(SHAPES, 1, 1, 16)
+    rollout(buf, 40)
+    buf.save(tmp_path / "r.safetensors")
+    same = ReplayBuffer(SHAPES, 1, 1, 16)
+    same.load(tmp_path / "r.safetensors")
+    for a, b in zip(every_transition(buf), every_transition(same), strict=True):
+        assert torch.equal(a, b)
+    for other in (ReplayBuffer(SHAPES, 1, 1, 64), ReplayBuffer(SHAPES, 1, 2, 16)):
+        with pytest.raises(ValueError, match="replay_capacity it was saved with"):
+            other.load(tmp_path / "r.safetensors")
+
+
+def test_storage_the_device_cannot_hold_is_refused_before_allocating():
+    frames = {"front": ((128, 128, 3), torch.uint8)}
+    with pytest.raises(ValueError, match="lower replay_capacity"):
+        ReplayBuffer(frames, 7, 1, 10**9)  # ~49 TB of frames
+
+
+def test_a_run_allots_no_more_slots_than_it_can_fill():
+    from robot_rl.rl.trainer import replay_slots_per_env
+
+    assert replay_slots_per_env(200_000, 20_000, 1) == 40_002
+    assert replay_slots_per_env(200_000, 1_000, 16) == 2 * 63 + 2
+    assert replay_slots_per_env(1_000, 20_000, 4) == 250

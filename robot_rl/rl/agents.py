@@ -57,7 +57,7 @@ def wrap_env(algo, env: BatchedEnv, base, seed: int = 0) -> BatchedEnv:
         dims = algo.base_only_dims
         if dims is None:  # our tasks: the gripper command (dim 6) stays the base policy's
             dims = [6] if getattr(env, "runtime", None) is not None else []
-        return ResidualEnv(env, base, algo.action_scale, seed, dims)
+        return ResidualEnv(env, base, algo.action_scale, seed, dims, algo.action_scales)
     if isinstance(algo, DSRLConfig):
         return LatentSteeringEnv(env, base, algo.action_magnitude)
     return env

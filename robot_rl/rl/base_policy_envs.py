@@ -114,9 +114,19 @@ class LatentSteeringEnv(_Wrapper):
         return self._obs, reward, terminated, truncated, out
 
 
-def residual_scale(action_scale: float, base_only_dims, action_dim: int, device=None):
-    """Largest residual per action dim, (A,): ``action_scale``, 0 on the dims left to the base."""
-    scale = torch.full((action_dim,), float(action_scale), device=device)
+def residual_scale(
+    action_scale: float, base_only_dims, action_dim: int, device=None, action_scales=()
+) -> torch.Tensor:
+    """Largest residual per action dim, (A,): ``action_scales`` if given (one per dim), else
+    ``action_scale``; 0 on the dims left to the base."""
+    if action_scales and len(action_scales) != action_dim:
+        raise ValueError(
+            f"action_scales has {len(action_scales)} entries; the action has {action_dim} dims"
+        )
+    per_dim = list(action_scales) if action_scales else [float(action_scale)] * action_dim
+    scale = torch.tensor(per_dim, dtype=torch.float32, device=device)
+    if bool((scale < 0).any()):
+        raise ValueError(f"residual scales must be >= 0, got {per_dim}")
     scale[list(base_only_dims or [])] = 0.0
     return scale
 
@@ -129,10 +139,13 @@ class ResidualEnv(_Wrapper):
         action_scale: float,
         seed: int = 0,
         base_only_dims: list[int] | None = None,
+        action_scales=(),
     ):
         super().__init__(env, policy)
         self.base_only_dims = sorted(base_only_dims or [])
-        self.scale = residual_scale(action_scale, base_only_dims, policy.action_dim, env.device)
+        self.scale = residual_scale(
+            action_scale, base_only_dims, policy.action_dim, env.device, action_scales
+        )
         self.runner = ChunkRunner(policy, env.num_envs, seed=seed)
         self._bootstrap_gen = torch.Generator(device=policy.action_low.device)
         self._bootstrap_gen.manual_seed(seed + 1)

@@ -15,10 +15,12 @@ Shapes: storage (N, C, ...) with C slots per env; batches (B, ...).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 Obs = dict[str, torch.Tensor]
 
@@ -44,6 +46,7 @@ class ReplayBuffer:
         )
         self.device = torch.device(device)
         n, c = num_envs, capacity_per_env
+        check_fits(n * c * slot_bytes(obs_shapes, action_dim), self.device)
         self.obs = {
             k: torch.zeros((n, c, *shape), dtype=dtype, device=self.device)
             for k, (shape, dtype) in obs_shapes.items()
@@ -175,41 +178,75 @@ class ReplayBuffer:
 
     # -- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
-        tensors = {f"obs.{k}": v for k, v in self.obs.items()}
-        tensors.update(
-            action=self.action,
-            reward=self.reward,
-            terminated=self.terminated,
-            truncated=self.truncated,
-            has_action=self.has_action,
-            written=self.written,
-            ptr=self.ptr,
-            total=self.total,
-        )
+        """The written part of the storage: slots past the most any env has written are left
+        out, so a file grows with the data rather than with the capacity."""
+        used = int(self.total.max().clamp(max=self.capacity))
+        tensors = {f"obs.{k}": v[:, :used] for k, v in self.obs.items()}
+        for name in SLOT_FIELDS:
+            tensors[name] = getattr(self, name)[:, :used]
+        tensors.update(ptr=self.ptr, total=self.total)
         return {k: v.contiguous().cpu() for k, v in tensors.items()}
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_suffix(".tmp")
-        meta = {"gamma": str(self.gamma), "n_step": str(self.n_step)}
+        meta = {"gamma": self.gamma, "n_step": self.n_step, "capacity": self.capacity}
+        meta = {k: str(v) for k, v in meta.items()}
         save_file(self.state_dict(), str(tmp), metadata=meta)
         tmp.replace(path)  # atomic: a crash leaves the previous file
 
     def load(self, path: str | Path) -> None:
-        tensors = load_file(str(path), device=str(self.device))
+        """Restore a saved buffer. A buffer that never wrapped loads into any capacity that
+        holds it (a resumed run may be longer); one that wrapped needs its own capacity."""
+        with safe_open(str(path), framework="pt", device=str(self.device)) as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+        saved_envs, used = tensors["written"].shape
+        saved_capacity = int(meta.get("capacity", used))  # files before "capacity": all slots
+        total = tensors["total"]
+        in_order = bool((total < saved_capacity).all()) and int(total.max()) < self.capacity
+        if saved_envs != self.num_envs or not (saved_capacity == self.capacity or in_order):
+            raise ValueError(
+                f"{path} holds {saved_envs} env streams of {saved_capacity} slots"
+                f"{' (wrapped)' if not in_order else ''}; this buffer has {self.num_envs} of "
+                f"{self.capacity}: resume with the num_envs and replay_capacity it was saved with"
+            )
+        for name in SLOT_FIELDS:
+            getattr(self, name).zero_()
         for k in self.obs:
-            self.obs[k].copy_(tensors[f"obs.{k}"])
-        for name in (
-            "action",
-            "reward",
-            "terminated",
-            "truncated",
-            "has_action",
-            "written",
-            "ptr",
-            "total",
-        ):
-            getattr(self, name).copy_(tensors[name])
+            self.obs[k][:, :used] = tensors[f"obs.{k}"]
+        for name in SLOT_FIELDS:
+            getattr(self, name)[:, :used] = tensors[name]
+        self.ptr.copy_(tensors["ptr"])
+        self.total.copy_(tensors["total"])
+
+
+SLOT_FIELDS = ("action", "reward", "terminated", "truncated", "has_action", "written")
+"""Per-slot storage besides the observations, (N, C, ...) each."""
+
+
+def slot_bytes(obs_shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], action_dim: int) -> int:
+    """Bytes one slot takes: its observations, action (float32), reward and four flags."""
+    obs = sum(math.prod(shape) * dtype.itemsize for shape, dtype in obs_shapes.values())
+    return obs + 4 * action_dim + 4 + 4
+
+
+def check_fits(nbytes: int, device: torch.device) -> None:
+    """Refuse storage the device cannot hold, before allocating it: on the CPU an oversized
+    allocation is killed by the kernel without a word, and on either it would end a long run."""
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    elif device.type == "cpu" and Path("/proc/meminfo").exists():
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        free = int(info["MemAvailable"].split()[0]) * 1024
+    else:
+        return
+    if nbytes > 0.9 * free:
+        raise ValueError(
+            f"replay storage needs {nbytes / 2**30:.1f} GiB but {device} has "
+            f"{free / 2**30:.1f} GiB free: lower replay_capacity (slots summed over envs; "
+            "pixel observations take ~100 KB a slot)"
+        )
 
 
 LOSS_INPUTS = ("obs", "action", "reward", "discount", "next_obs")

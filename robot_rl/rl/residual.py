@@ -52,6 +52,11 @@ class ResidualConfig(AccelerationConfig):
     action_scale: float = 0.05
     """Largest residual per action dimension, in action units (ResFiT's simulation runs use
     0.04-0.1; at 0.2 the residual drove our delta-pose bases to 0% success, see README)."""
+    action_scales: list[float] = field(default_factory=list)
+    """Largest residual for each action dim, replacing ``action_scale`` where given (one entry
+    per dim; ``base_only_dims`` stay 0). The L2 term and the noise settings count each dim's
+    residual as a share of its own scale, in units of ``action_scale``: a dim with more
+    authority is not held back harder for it."""
     num_critics: int = 10
     """Critics in the ensemble."""
     critic_subset: int = 2
@@ -136,7 +141,10 @@ class ResidualTD3(nn.Module):
         check_target_range(cfg.q_target_range)
         self.cfg, self.action_dim = cfg, action_dim
         self.register_buffer(
-            "scale", residual_scale(cfg.action_scale, cfg.base_only_dims, action_dim)
+            "scale",
+            residual_scale(
+                cfg.action_scale, cfg.base_only_dims, action_dim, action_scales=cfg.action_scales
+            ),
         )
         # recomputed from learn_calls, so checkpoints without it load and resume the ramp
         self.register_buffer("authority", torch.ones(()), persistent=False)
@@ -177,9 +185,15 @@ class ResidualTD3(nn.Module):
         self.updates, self.learn_calls = (int(v) for v in state)
         self._set_authority()
 
-    def _units(self, std: float) -> float:
-        """Action-unit noise in residual units (the actor's [-1, 1] is scaled by action_scale)."""
-        return std / self.cfg.action_scale
+    def _units(self, std: float) -> torch.Tensor:
+        """(A,): noise given in units of ``action_scale`` as residual units of each dim (the
+        actor's [-1, 1] is scaled by that dim's scale); 0 on the dims left to the base."""
+        return torch.where(self.scale > 0, std / self.cfg.action_scale, 0.0)
+
+    def _l2_units(self, residual: torch.Tensor) -> torch.Tensor:
+        """(B, A) residual in [-1, 1] -> what the L2 term weighs: ``action_scale`` times it on
+        the dims the residual acts on (each dim's residual as a share of its own scale)."""
+        return torch.where(self.scale > 0, self.cfg.action_scale, 0.0) * residual
 
     def _residual(self, actor: nn.Module, features: torch.Tensor, obs: dict) -> torch.Tensor:
         """(B, A) residual in [-1, 1] from (B, F) critic features (no gradient to the encoder)
@@ -278,7 +292,7 @@ class ResidualTD3(nn.Module):
             executed = self.executed(obs["base_action"], residual)
             actor_loss, actor_metrics = ensemble_actor_loss(
                 call_detached(self.critic, features, executed)[..., 0],
-                self.scale * residual,
+                self._l2_units(residual),
                 cfg.residual_l2,
                 cfg.actor_pessimism,
             )

@@ -63,7 +63,8 @@ class TrainConfig:
     eval_episodes: int = 10
     """Episodes per evaluation (deterministic policy)."""
     replay_capacity: int = 200_000
-    """Online replay slots (summed over envs)."""
+    """Online replay slots (summed over envs), at most: a run allocates no more than it can fill
+    in ``total_steps`` (a slot per step, one more per finished episode)."""
     seed: int = 0
     """Seed."""
     device: str = "auto"
@@ -89,6 +90,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def replay_slots_per_env(capacity: int, total_steps: int, num_envs: int) -> int:
+    """Slots per env stream: ``capacity`` shared out, but no more than the run can write (each
+    step, plus the final observation of an episode ending on it, plus the guard slot)."""
+    most = 2 * -(-total_steps // num_envs) + 2
+    return max(2, min(capacity // num_envs, most))
 
 
 def episode_quota(episodes: int, num_envs: int) -> list[int]:
@@ -177,7 +185,7 @@ class Trainer:
             self.shapes,
             self.action_dim,
             self.num_envs,
-            max(2, cfg.replay_capacity // self.num_envs),
+            replay_slots_per_env(cfg.replay_capacity, cfg.total_steps, self.num_envs),
             algo.gamma,
             algo.n_step,
             self.device,
