@@ -165,6 +165,8 @@ def test_saved_replay_holds_only_written_slots_and_resumes_into_a_longer_run(tmp
             assert torch.equal(a, b)
         rollout(again, 3, start=500)  # writing goes on after the restored slots
         assert int(again.ptr[0]) == 34 and bool(again.written[0, :34].all())
+    with pytest.raises(ValueError, match="31 written"):  # more than a smaller buffer holds
+        ReplayBuffer(SHAPES, 1, 1, 31, gamma=0.9, n_step=2).load(tmp_path / "r.safetensors")
 
 
 def test_wrapped_replay_loads_only_into_its_own_shape(tmp_path):

@@ -204,12 +204,14 @@ class ReplayBuffer:
         saved_envs, used = tensors["written"].shape
         saved_capacity = int(meta.get("capacity", used))  # files before "capacity": all slots
         total = tensors["total"]
-        in_order = bool((total < saved_capacity).all()) and int(total.max()) < self.capacity
-        if saved_envs != self.num_envs or not (saved_capacity == self.capacity or in_order):
+        wrapped = bool((total >= saved_capacity).any())
+        fits = saved_capacity == self.capacity or (not wrapped and int(total.max()) < self.capacity)
+        if saved_envs != self.num_envs or not fits:
             raise ValueError(
                 f"{path} holds {saved_envs} env streams of {saved_capacity} slots"
-                f"{' (wrapped)' if not in_order else ''}; this buffer has {self.num_envs} of "
-                f"{self.capacity}: resume with the num_envs and replay_capacity it was saved with"
+                f"{', wrapped' if wrapped else f', {int(total.max())} written'}; this buffer has "
+                f"{self.num_envs} of {self.capacity}: resume with the num_envs and "
+                "replay_capacity it was saved with"
             )
         for name in SLOT_FIELDS:
             getattr(self, name).zero_()
