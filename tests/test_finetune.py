@@ -456,6 +456,12 @@ def test_residual_scales_per_dim_give_a_dim_its_own_authority():
     agent.actor.net[-1].bias.data.fill_(10.0)  # a saturated residual: +1 on every dim
     acted = agent.act(obs, deterministic=True)
     torch.testing.assert_close(acted, (obs["base_action"] + most).clamp(-1, 1))
+    # exploration noise stays in action units on every dim, the wide one too
+    quiet = ResidualTD3(algo, residual_shapes, 7)  # a zero residual: only the noise moves it
+    many = {k: v[:1].expand(4000, *v.shape[1:]) for k, v in obs.items()}
+    many["base_action"] = torch.zeros(4000, 7)  # away from the bounds: nothing is clamped
+    spread = (quiet.act(many) - quiet.act(many, deterministic=True)).std(0)
+    torch.testing.assert_close(spread, torch.full((7,), algo.exploration_std), rtol=0.06, atol=0)
     # the L2 term sees each dim's residual as a share of its own scale, in action_scale units
     torch.testing.assert_close(agent._l2_units(torch.ones(1, 7)), torch.full((1, 7), 0.05))
     with pytest.raises(ValueError, match="action_scales has 3 entries"):

@@ -54,9 +54,9 @@ class ResidualConfig(AccelerationConfig):
     0.04-0.1; at 0.2 the residual drove our delta-pose bases to 0% success, see README)."""
     action_scales: list[float] = field(default_factory=list)
     """Largest residual for each action dim, replacing ``action_scale`` where given (one entry
-    per dim; ``base_only_dims`` stay 0). The L2 term and the noise settings count each dim's
-    residual as a share of its own scale, in units of ``action_scale``: a dim with more
-    authority is not held back harder for it."""
+    per dim; ``base_only_dims`` stay 0). Noise stays in action units on every dim, but the L2
+    term counts each dim's residual as a share of its own scale (in units of ``action_scale``),
+    so a dim given more authority is not held back harder for it."""
     num_critics: int = 10
     """Critics in the ensemble."""
     critic_subset: int = 2
@@ -186,9 +186,9 @@ class ResidualTD3(nn.Module):
         self._set_authority()
 
     def _units(self, std: float) -> torch.Tensor:
-        """(A,): noise given in units of ``action_scale`` as residual units of each dim (the
-        actor's [-1, 1] is scaled by that dim's scale); 0 on the dims left to the base."""
-        return torch.where(self.scale > 0, std / self.cfg.action_scale, 0.0)
+        """(A,): a noise std in action units as residual units of each dim (the actor's [-1, 1]
+        is scaled by that dim's scale); 0 on the dims left to the base."""
+        return torch.where(self.scale > 0, std / self.scale.clamp_min(1e-12), 0.0)
 
     def _l2_units(self, residual: torch.Tensor) -> torch.Tensor:
         """(B, A) residual in [-1, 1] -> what the L2 term weighs: ``action_scale`` times it on
