@@ -9,7 +9,8 @@
 # Parts: graph_tests throughput learners learners_nograph pixels pixels_run fasttd3_reach.
 # PYTHON=.venv/bin/python chooses the interpreter. Without parts it runs graph_tests (the CUDA
 # graph tests of tests/test_compile.py, which CI cannot run), throughput, learners and pixels,
-# about 9 minutes on an H200; learners_nograph (RLPD without CUDA graphs, for the same-run
+# about 9 minutes on an H200 (pixels may take its full 150 s compiling on a fresh machine,
+# where 100 s ran out on an H100); learners_nograph (RLPD without CUDA graphs, for the same-run
 # comparison), pixels_run (the pixel RLPD learning curve from 20 rendered demos, ~10 minutes
 # with CUDA graphs) and fasttd3_reach need calls of their own. Logs go to OUT_DIR; the tables
 # and curves are printed again at the end.
@@ -43,7 +44,7 @@ for part in "${parts[@]}"; do
       --log-every 250 --learners rlpd dsrl_sac dsrl_na residual fasttd3 ;;
     learners_nograph) run_part learners_nograph 120 "$py" bench/learner_speed.py --device cuda \
       --steps 1000 --log-every 250 --learners rlpd --override algo.cuda_graph=off ;;
-    pixels) run_part pixels 100 "$py" bench/learner_speed.py --device cuda --steps 400 \
+    pixels) run_part pixels 150 "$py" bench/learner_speed.py --device cuda --steps 400 \
       --log-every 100 --learners rlpd_pixels ;;
     pixels_run) run_part pixels_run "${PIXELS_RUN_S:-570}" "$py" bench/sample_efficiency.py --task pick_cube \
       --obs pixels --methods rlpd --seeds 0 --steps 20000 --eval-every 2000 --out "$out/runs" ;;
