@@ -46,8 +46,8 @@ for part in "${parts[@]}"; do
       --steps 1000 --log-every 250 --learners rlpd --override algo.cuda_graph=off ;;
     pixels) run_part pixels 150 "$py" bench/learner_speed.py --device cuda --steps 400 \
       --log-every 100 --learners rlpd_pixels ;;
-    pixels_run) run_part pixels_run "${PIXELS_RUN_S:-570}" "$py" bench/sample_efficiency.py --task pick_cube \
-      --obs pixels --methods rlpd --seeds 0 --steps 20000 --eval-every 2000 --out "$out/runs" ;;
+    pixels_run) run_part pixels_run "${PIXELS_RUN_S:-570}" "$py" bench/sample_efficiency.py \
+      --task pick_cube --obs pixels --methods rlpd --seeds 0 --steps 20000 --eval-every 2000 --out "$out/runs" ;;
     fasttd3_reach) run_part fasttd3_reach 540 "$py" bench/sample_efficiency.py --task reach \
       --methods fasttd3_gpu --algo-set batch_size=32768 --seeds 0 --steps 400000 \
       --eval-every 20000 --reward dense --out "$out/runs" ;;

@@ -16,6 +16,8 @@ Both report ``info["env_steps"]``, the inner env steps taken, so budgets count r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -115,7 +117,11 @@ class LatentSteeringEnv(_Wrapper):
 
 
 def residual_scale(
-    action_scale: float, base_only_dims, action_dim: int, device=None, action_scales=()
+    action_scale: float,
+    base_only_dims,
+    action_dim: int,
+    device=None,
+    action_scales: Sequence[float] = (),
 ) -> torch.Tensor:
     """Largest residual per action dim, (A,): ``action_scales`` if given (one per dim), else
     ``action_scale``; 0 on the dims left to the base."""
@@ -124,9 +130,9 @@ def residual_scale(
             f"action_scales has {len(action_scales)} entries; the action has {action_dim} dims"
         )
     per_dim = list(action_scales) if action_scales else [float(action_scale)] * action_dim
-    scale = torch.tensor(per_dim, dtype=torch.float32, device=device)
-    if bool((scale < 0).any()):
+    if min(per_dim) < 0:
         raise ValueError(f"residual scales must be >= 0, got {per_dim}")
+    scale = torch.tensor(per_dim, dtype=torch.float32, device=device)
     scale[list(base_only_dims or [])] = 0.0
     return scale
 
@@ -139,7 +145,7 @@ class ResidualEnv(_Wrapper):
         action_scale: float,
         seed: int = 0,
         base_only_dims: list[int] | None = None,
-        action_scales=(),
+        action_scales: Sequence[float] = (),
     ):
         super().__init__(env, policy)
         self.base_only_dims = sorted(base_only_dims or [])

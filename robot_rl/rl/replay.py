@@ -213,12 +213,12 @@ class ReplayBuffer:
                 f"{self.num_envs} of {self.capacity}: resume with the num_envs and "
                 "replay_capacity it was saved with"
             )
-        for name in SLOT_FIELDS:
-            getattr(self, name).zero_()
         for k in self.obs:
             self.obs[k][:, :used] = tensors[f"obs.{k}"]
         for name in SLOT_FIELDS:
-            getattr(self, name)[:, :used] = tensors[name]
+            field = getattr(self, name)
+            field[:, :used] = tensors[name]
+            field[:, used:] = 0  # no slot of a previous fill stays marked as written
         self.ptr.copy_(tensors["ptr"])
         self.total.copy_(tensors["total"])
 
