@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sample_efficiency import ensure_demos, final_column, mean_curve_row
+from sample_efficiency import base_policy, ensure_demos, final_column, mean_curve_row
 
 from robot_rl.cli.commands import success_text
 from robot_rl.cli.main import compose
@@ -36,20 +36,6 @@ METHODS = {
     "dsrl_sac": ["algo=dsrl", "algo.variant=sac"],
     "dsrl_na": ["algo=dsrl", "algo.variant=na"],
 }
-
-
-def base_policy(task: str, kind: str, demos: str, out: Path, steps: int) -> tuple[Path, dict]:
-    import json
-
-    from robot_rl.policies.train import train_bc
-
-    run = out / f"bc-{kind}-{Path(demos).stem}"
-    policy = run / "policy"
-    if not (policy / "policy.json").exists():
-        cfg = compose("bc", [f"policy={kind}", f"demos={demos}", f"steps={steps}"])
-        cfg.out, cfg.progress = str(run), False
-        train_bc(cfg)
-    return policy, json.loads((policy / "policy.json").read_text())["eval"]
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from finetune import METHODS, base_policy
-from sample_efficiency import ensure_demos
+from finetune import METHODS
+from sample_efficiency import base_policy, bc_image_encoder, ensure_demos
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robot_rl.cli.main import compose
@@ -32,8 +32,11 @@ TASK = "pick_cube"
 LEARN_CALLS = "perf/updates_per_s"  # the trainer's learn() calls per second (0: not learning)
 
 
-def learner_overrides(device: torch.device, demos: dict[int, str], base: Path) -> dict:
-    """name: (robot-rl train overrides, what the row says)."""
+def learner_overrides(
+    device: torch.device, demos: dict[int, str], base: Path, encoder: tuple[str, Path] | None
+) -> dict:
+    """name: (robot-rl train overrides, what the row says). ``encoder``: pixel demos and the
+    pixel BC policy for the frozen-encoder row (made only when that row is asked for)."""
     # the paper's network and batch on a GPU, with HumanoidBench's 128 worlds; the CPU preset
     preset, worlds = ("fasttd3", 128) if device.type == "cuda" else ("fasttd3_cpu", 32)
     return {
@@ -41,6 +44,12 @@ def learner_overrides(device: torch.device, demos: dict[int, str], base: Path) -
         "rlpd_pixels": (
             ["algo=sac", "obs=pixels", "replay_capacity=20000"],  # 2 GB of frames
             "RLPD, 10 critics, UTD 4, two 128x128 cameras",
+        ),
+        "rlpd_pixels_frozen": (
+            ["algo=sac", "obs=pixels", f"demos={encoder[0]}", f"image_encoder={encoder[1]}"]
+            if encoder
+            else [],
+            "RLPD, 10 critics, UTD 4, two 128x128 cameras through a frozen BC encoder, demos",
         ),
         "fasttd3": (
             [f"algo={preset}", f"num_envs={worlds}"],
@@ -118,8 +127,12 @@ def main() -> None:
     out = Path(args.out)
     demos = {n: ensure_demos(TASK, n, out, "sparse") for n in (20, 50)}
     base, _ = base_policy(TASK, "diffusion", demos[50], out, 6000)
-    table = learner_overrides(device, demos, base)
-    names = args.learners or list(table)
+    names = args.learners or list(learner_overrides(device, demos, base, None))
+    encoder = None
+    if "rlpd_pixels_frozen" in names:
+        pixel_demos = ensure_demos(TASK, 20, out, "sparse", "pixels")
+        encoder = pixel_demos, bc_image_encoder(TASK, pixel_demos, out)[0]
+    table = learner_overrides(device, demos, base, encoder)
     unknown = set(names) - set(table)
     if unknown:
         parser.error(f"unknown learners {sorted(unknown)}; choose from {list(table)}")

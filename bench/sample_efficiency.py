@@ -7,6 +7,8 @@
     python bench/sample_efficiency.py --task reach --methods fasttd3_gpu --algo-set \
         batch_size=32768 --steps 400000 --eval-every 20000 --reward dense     # on a GPU
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd
+    .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd \
+        --image-encoder bc        # through the frozen encoder of a pixel BC policy (CPU-sized)
     .venv/bin/python bench/sample_efficiency.py --task peg_insert --methods rlpd --seeds 0 \
         --algo-set activation=relu --tag=-relu       # a variant, in its own run directories
 
@@ -95,6 +97,33 @@ def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "s
     return str(path)
 
 
+def base_policy(
+    task: str, kind: str, demos: str, out: Path, steps: int, extra: tuple[str, ...] = ()
+) -> tuple[Path, dict]:
+    """A ``robot-rl bc`` policy trained on ``demos`` (reused when it exists) and its evaluation;
+    ``extra``: more ``robot-rl bc`` overrides."""
+    import json
+
+    from robot_rl.cli.main import compose
+    from robot_rl.policies.train import train_bc
+
+    run = out / f"bc-{kind}-{Path(demos).stem}"
+    policy = run / "policy"
+    if not (policy / "policy.json").exists():
+        cfg = compose("bc", [f"policy={kind}", f"demos={demos}", f"steps={steps}", *extra])
+        cfg.out, cfg.progress = str(run), False
+        train_bc(cfg)
+    return policy, json.loads((policy / "policy.json").read_text())["eval"]
+
+
+def bc_image_encoder(
+    task: str, pixel_demos: str, out: Path, steps: int = 3000, batch: int = 64
+) -> tuple[Path, dict]:
+    """The pixel BC-MLP whose conv encoders a frozen-encoder run uses (``image_encoder=``), and
+    its evaluation. A batch of 64 keeps it ~10 minutes on two CPU cores."""
+    return base_policy(task, "mlp", pixel_demos, out, steps, (f"batch_size={batch}",))
+
+
 def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, reward: str) -> None:
     """SB3 SAC (2 critics, 256x256) with the same evaluation, written as eval.csv."""
     import time
@@ -181,14 +210,33 @@ def main() -> None:
     parser.add_argument(
         "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-relu"
     )
+    parser.add_argument(
+        "--image-encoder",
+        default="",
+        help="pixels through a frozen encoder: a pixel policy directory, or 'bc' to train a "
+        "BC-MLP on the pixel demos first (run directories get -frozen)",
+    )
+    parser.add_argument("--encoder-bc-steps", type=int, default=3000)
+    parser.add_argument("--encoder-bc-batch", type=int, default=64)
     args = parser.parse_args()
     if args.obs != "state" and "sb3" in args.methods:
         parser.error("the SB3 baseline runs from state only")
+    if args.image_encoder and args.obs == "state":
+        parser.error("--image-encoder needs --obs pixels or state+pixels")
     out = Path(args.out)
+    encoder = args.image_encoder
+    if encoder == "bc":
+        demos = ensure_demos(args.task, args.demos, out, args.reward, args.obs)
+        policy, bc_eval = bc_image_encoder(
+            args.task, demos, out, args.encoder_bc_steps, args.encoder_bc_batch
+        )
+        encoder = str(policy)
+        print(f"image encoder: {policy}, its BC policy's success {bc_eval['success_rate']:.0%}")
     runs: dict[str, list[Path]] = {}
     for method in args.methods:
         for seed in args.seeds:
             mode = "" if args.obs == "state" else f"-{args.obs}"
+            mode += "-frozen" if encoder else ""
             name = f"{method}-{args.task.replace(':', '-')}{mode}{args.tag}-s{seed}"
             run_dir = out / name
             runs.setdefault(method, []).append(run_dir)
@@ -212,6 +260,7 @@ def main() -> None:
                 task=args.task,
                 obs=args.obs,
                 demos=demos,
+                image_encoder=encoder,
                 seed=seed,
                 num_envs=spec["num_envs"],
                 total_steps=args.steps,

@@ -75,8 +75,10 @@ def _override_key(override: str) -> str:
 
 def resume_overrides(overrides: list[str]) -> list[str]:
     """``train resume=RUN ...``: the run's saved settings, then the given overrides on top, so a
-    run continues as it was configured (its own copy of the base policy included)."""
+    run continues as it was configured (its own copies of the base policy and image encoder
+    included)."""
     from robot_rl.rl.agents import saved_algo_values
+    from robot_rl.rl.trainer import BASE_DIR, ENCODER_DIR
 
     given = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume" and "=" in o]
     if not given or not given[-1]:
@@ -87,8 +89,9 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         raise ValueError(f"resume={run}: no {path} (a run directory written by robot-rl train)")
     saved = json.loads(path.read_text())["train"]
     saved.update(out=str(run), resume=str(run))
-    if saved.get("base") and (run / "base").is_dir():
-        saved["base"] = str(run / "base")
+    for key in (BASE_DIR, ENCODER_DIR):  # the run's own copies, under the same names
+        if saved.get(key) and (run / key).is_dir():
+            saved[key] = str(run / key)
     algo, env = saved_algo_values(saved.pop("algo")), saved.pop("env")
     restored = [f"algo={algo['name']}"]
     restored += [f"algo.{k}={_hydra_value(v)}" for k, v in algo.items() if k != "name"]

@@ -20,16 +20,17 @@ def load_demos(
     device: torch.device,
     expect: dict | None = None,
     relabel: Callable[[dict, dict], tuple[dict, dict]] | None = None,
-    relabel_keys: tuple[str, ...] = (),
+    store_shapes: dict | None = None,
 ) -> ReplayBuffer:
     """Every episode of every store; refuses stores whose observations or actions differ from
     the env's, or whose recorded task settings differ from ``expect`` (e.g. the reward type, since
-    demo rewards are used as recorded), naming the mismatch. ``relabel(steps, final)`` rewrites
-    each episode (as tensors) before it is stored, adding the observation keys ``relabel_keys``."""
+    demo rewards are used as recorded), naming the mismatch. A store must hold the observations
+    ``store_shapes`` (default ``obs_shapes``, both key -> (shape, dtype)); ``relabel(steps,
+    final)`` turns each episode (as tensors) into ``obs_shapes`` before it is stored."""
     stores = [EpisodeStore(p) for p in paths]
     capacity = sum(s.num_steps + s.num_episodes for s in stores) + 1
     buffer = ReplayBuffer(obs_shapes, action_dim, 1, capacity, gamma, n_step, device)
-    want = {k: list(shape) for k, (shape, _) in obs_shapes.items() if k not in relabel_keys}
+    want = {k: list(shape) for k, (shape, _) in (store_shapes or obs_shapes).items()}
     for store in stores:
         recorded = {"task": store.attrs.get("task"), **store.attrs.get("config", {})}
         for key, value in (expect or {}).items():

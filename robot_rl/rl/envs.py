@@ -126,6 +126,14 @@ def make_env(
     return MujocoBatchedEnv(task, num_envs, device=device, obs_mode=obs, **overrides)
 
 
+def recorded_obs_shapes(env: BatchedEnv) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """What a demo store for ``env`` holds: the innermost env's observations (wrappers that add
+    or replace keys relabel demos into their own)."""
+    while isinstance(getattr(env, "env", None), BatchedEnv):
+        env = env.env
+    return obs_shapes(env)
+
+
 def obs_shapes(env: BatchedEnv) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Per-key (shape, storage dtype) of one observation."""
     return {

@@ -177,6 +177,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, image_size: int = 128, channels: int = 32, feature_dim: int = 64):
         super().__init__()
+        self.image_shape, self.feature_dim = (image_size, image_size, 3), feature_dim
         self.convs = nn.Sequential(
             nn.Conv2d(3, channels, 3, stride=2),
             nn.ReLU(),

@@ -28,7 +28,8 @@ from robot_rl.rl.agents import (
 )
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
-from robot_rl.rl.envs import make_env, obs_shapes
+from robot_rl.rl.envs import make_env, obs_shapes, recorded_obs_shapes
+from robot_rl.rl.frozen_features import FrozenFeatureEnv, load_image_encoder
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
 from robot_rl.rl.residual import ResidualConfig
 
@@ -48,6 +49,11 @@ class TrainConfig:
     """Extra task settings, e.g. env.reward_type=sparse."""
     base: str = ""
     """Base policy directory (OUT/policy of robot-rl bc) for algo=residual|dsrl."""
+    image_encoder: str = ""
+    """Policy directory (OUT/policy of a pixel robot-rl bc run) whose conv encoders, frozen,
+    turn each camera frame into features once: the learner then sees vectors and updates at
+    state speed (SERL's frozen pretrained encoder; no DrQ shifts, the critic does not train
+    it). Empty: the learner trains its own encoder through the critic."""
     demos: str = ""
     """Comma-separated demo stores from robot-rl collect; empty for none."""
     demo_fraction: float = 0.5
@@ -84,6 +90,9 @@ class TrainConfig:
     biased upward, so re-evaluate it (robot-rl eval ckpt=RUN/best) before trusting its score."""
     progress: bool = True
     """Show a progress bar."""
+
+
+BASE_DIR, ENCODER_DIR = "base", "image_encoder"  # copies kept in the run directory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -167,15 +176,16 @@ class Trainer:
         algo = cfg.algo
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
-        self.env = make_run_env(cfg, self.num_envs, self.device, self.base, cfg.seed)
+        self.image_encoder = (
+            load_image_encoder(cfg.image_encoder, self.device) if cfg.image_encoder else None
+        )
+        self.env = self._make_env(self.num_envs, cfg.seed)
         if isinstance(algo, ResidualConfig) and algo.base_only_dims is None:
             algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
         if getattr(algo, "q_target_range", []) is None:  # residual and DSRL choose by task
             algo = dataclasses.replace(algo, q_target_range=self._success_return_range())
         cfg.algo = algo  # what the env decided is recorded for the learner and the checkpoint
-        self.eval_env = make_run_env(
-            cfg, min(cfg.eval_episodes, 8), self.device, self.base, cfg.seed + 1
-        )
+        self.eval_env = self._make_env(min(cfg.eval_episodes, 8), cfg.seed + 1)
         self.shapes = obs_shapes(self.env)
         self.action_dim = self.env.single_action_space.shape[0]
         self.agent = build_agent(
@@ -207,7 +217,7 @@ class Trainer:
                 self.device,
                 self._demo_expectations(),
                 relabel,
-                ("base_action",) if relabel else (),
+                recorded_obs_shapes(self.env),
             )
             if paths
             else None
@@ -220,14 +230,20 @@ class Trainer:
             keys = self.agent.encoder.vector_keys
             self.agent.encoder.update_norm({k: self.demo.obs[k][0][valid] for k in keys})
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        kept_base = self.run_dir / "base"  # a self-contained run: its checkpoints need the base
-        if self.base is not None and Path(cfg.base).resolve() != kept_base.resolve():
-            shutil.copytree(Path(cfg.base), kept_base, dirs_exist_ok=True)
+        base = cfg.base if self.base is not None else ""
+        for given, kept in ((base, BASE_DIR), (cfg.image_encoder, ENCODER_DIR)):
+            kept = self.run_dir / kept  # a self-contained run: its checkpoints need these
+            if given and Path(given).resolve() != kept.resolve():
+                shutil.copytree(Path(given), kept, dirs_exist_ok=True)
         self.step = 0
         self.wall_offset = 0.0
         self.best_score: tuple[float, float] | None = None
         if cfg.resume:
             self._resume()
+
+    def _make_env(self, num_envs: int, seed: int) -> BatchedEnv:
+        env = make_env(self.cfg.task, num_envs, self.cfg.obs, str(self.device), self.cfg.env)
+        return wrap_run_env(self.cfg.algo, env, self.base, self.image_encoder, seed)
 
     def _load_base(self):
         if self.cfg.algo.name not in NEEDS_BASE:
@@ -270,7 +286,8 @@ class Trainer:
                 k: [list(s), str(d).removeprefix("torch.")] for k, (s, d) in self.shapes.items()
             },
             "action_dim": self.action_dim,
-            "base": "base" if self.base is not None else "",
+            "base": BASE_DIR if self.base is not None else "",
+            "image_encoder": ENCODER_DIR if self.image_encoder is not None else "",
             "step": self.step,
             "wall_time": self.wall_offset + time.time() - self.start,
         }
@@ -426,10 +443,11 @@ class Trainer:
         self.eval_env.close()
 
 
-def make_run_env(cfg, num_envs: int, device, base=None, seed: int = 0) -> BatchedEnv:
-    """The env of a training run (``cfg`` a TrainConfig), seen through its base policy if any."""
-    env = make_env(cfg.task, num_envs, cfg.obs, str(device), cfg.env)
-    return wrap_env(cfg.algo, env, base, seed)
+def wrap_run_env(algo, env: BatchedEnv, base=None, image_encoder=None, seed: int = 0):
+    """A task env as a run's learner sees it: through its base policy if any, then with camera
+    frames as frozen encoder features if it has an image encoder."""
+    env = wrap_env(algo, env, base, seed)
+    return FrozenFeatureEnv(env, image_encoder) if image_encoder is not None else env
 
 
 def load_agent(checkpoint: str | Path, device: str = "cpu"):
@@ -458,6 +476,7 @@ class SavedRun:
     config: dict[str, Any]
     base: Any
     device: str
+    image_encoder: Any = None
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> SavedRun:
@@ -466,10 +485,12 @@ class SavedRun:
         if (path / "checkpoint").is_dir():
             path = path / "checkpoint"
         agent, config, base = load_agent(path, device)
-        return cls(agent, config, base, device)
+        encoder = config.get("image_encoder")
+        encoder = load_image_encoder(path.parent / encoder, device) if encoder else None
+        return cls(agent, config, base, device, encoder)
 
     def make_env(self, num_envs: int, seed: int = 0) -> BatchedEnv:
-        """The training task with ``num_envs`` worlds, seen through the base policy if any."""
+        """The training task with ``num_envs`` worlds, as the run saw it (``wrap_run_env``)."""
         from robot_rl.rl.envs import make_env
 
         train = self.config["train"]
@@ -477,7 +498,8 @@ class SavedRun:
         return self.wrap(env, seed)
 
     def wrap(self, env: BatchedEnv, seed: int = 0) -> BatchedEnv:
-        return wrap_env(algo_from_dict(self.config["train"]["algo"]), env, self.base, seed)
+        algo = algo_from_dict(self.config["train"]["algo"])
+        return wrap_run_env(algo, env, self.base, self.image_encoder, seed)
 
     def evaluate(self, episodes: int = 50, seed: int = 12345, num_envs: int = 8) -> dict:
         env = self.make_env(num_envs, seed)
