@@ -232,11 +232,10 @@ def main() -> None:
         )
         encoder = str(policy)
         print(f"image encoder: {policy}, its BC policy's success {bc_eval['success_rate']:.0%}")
+    mode = ("" if args.obs == "state" else f"-{args.obs}") + ("-frozen" if encoder else "")
     runs: dict[str, list[Path]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            mode = "" if args.obs == "state" else f"-{args.obs}"
-            mode += "-frozen" if encoder else ""
             name = f"{method}-{args.task.replace(':', '-')}{mode}{args.tag}-s{seed}"
             run_dir = out / name
             runs.setdefault(method, []).append(run_dir)
@@ -290,7 +289,7 @@ def main() -> None:
         )
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],
-        out / f"curves-{args.task.replace(':', '-')}{args.tag}.png",
+        out / f"curves-{args.task.replace(':', '-')}{mode}{args.tag}.png",
     )
     print(f"curves: {png}")
 
