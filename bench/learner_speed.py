@@ -5,8 +5,10 @@
     python bench/learner_speed.py --device cuda --learners rlpd --override algo.cuda_graph=off
 
 Each learner trains on PickCube (sparse reward) as ``robot-rl train`` does, from the same demos
-and diffusion base policy as ``bench/finetune.py`` (made in --out if missing), for --steps env
-steps with no evaluation until the end. The env steps/s that the trainer logs to TensorBoard
+and diffusion base policy as ``bench/finetune.py`` (made in --out if missing; the
+``rlpd_pixels_frozen`` row uses 20 rendered demos and the pixel BC encoder of
+``bench/sample_efficiency.py --image-encoder bc``), for --steps env steps with no evaluation
+until the end. The env steps/s that the trainer logs to TensorBoard
 every --log-every env steps are read back; of the windows in which it learned, the first (it
 includes compiling) is reported apart and the later ones give the steady rate (their median).
 Evaluation time is not included; the fine-tuning tables' "s per 1k env steps" include it.
