@@ -2,7 +2,7 @@
 
 SERL's answer to pixel RL on a small computer is a frozen pretrained image encoder. We download
 no weights, so the encoder comes from a pixel BC policy trained on the same demos
-(``robot-rl bc obs`` from a pixel demo store). ``FrozenFeatureEnv`` replaces each camera key
+(``robot-rl bc`` on a pixel demo store). ``FrozenFeatureEnv`` replaces each camera key
 ``k`` (N, H, W, 3) uint8 with ``k_features`` (N, F) float32, computed once when the frame is
 seen. The replay then holds vectors, and the learner trains at state speed: one pixel update
 through the trainable encoder costs ~1.7 s on one CPU thread, one here costs what a state update
