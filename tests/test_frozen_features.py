@@ -60,8 +60,24 @@ def test_features_are_the_frozen_encoders_output_and_match_the_camera_set(pixel_
             assert obs[cam + "_features"].shape == (2, 8)
             torch.testing.assert_close(obs[cam + "_features"], want)
         assert torch.equal(obs["proprio"], raw["proprio"])
-        _, _, _, _, info = env.step(torch.zeros(2, 7))
-        assert set(info["final_obs"]) == set(obs)  # bootstrap observations are features too
+        seen = {}
+        inner_step = inner.step
+
+        def spy(action, autoreset=True):
+            out = inner_step(action, autoreset)
+            seen["final"] = out[4]["final_obs"]
+            return out
+
+        inner.step = spy
+        for _ in range(ENV["max_episode_steps"]):  # bootstrap observations are features too
+            obs, _, term, trunc, info = env.step(torch.zeros(2, 7))
+            done = term | trunc
+            for cam in ("front", "wrist"):
+                final, key = info["final_obs"][cam + "_features"], cam + "_features"
+                want = encoder.encoders[cam](seen["final"][cam])
+                torch.testing.assert_close(final[done], want[done])
+                torch.testing.assert_close(final[~done], obs[key][~done])
+        assert bool(done.all())  # the last step ended both episodes
     finally:
         env.close()
     with pytest.raises(ValueError, match="saw as"):  # cameras of another size

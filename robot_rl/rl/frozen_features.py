@@ -90,8 +90,13 @@ class FrozenFeatureEnv(BatchedEnv):
 
     def step(self, action: torch.Tensor, autoreset: bool = True):
         obs, reward, terminated, truncated, info = self.env.step(action, autoreset)
-        info = {**info, "final_obs": self.features(info["final_obs"])}
-        return self.features(obs), reward, terminated, truncated, info
+        obs = self.features(obs)
+        final = dict(obs)  # a row that did not end has final_obs == obs: encode the ended only
+        done = terminated | truncated
+        if bool(done.any()):
+            ended = self.features({k: v[done] for k, v in info["final_obs"].items()})
+            final = {k: v.index_put((done,), ended[k]) for k, v in obs.items()}
+        return obs, reward, terminated, truncated, {**info, "final_obs": final}
 
     def relabel(self, steps: dict, final: dict) -> tuple[dict, dict]:
         """A demo episode as this env shows it: the inner env's relabelling first (e.g. the
