@@ -35,6 +35,8 @@ METHODS = {
     "rlpd": dict(algo=SACConfig(), demos=True, num_envs=1),
     "sac": dict(algo=SACConfig(num_critics=2, critic_subset=2, utd=1), demos=False, num_envs=1),
     "fasttd3": dict(algo=PRESETS["fasttd3_cpu"], demos=False, num_envs=32),
+    # the same from the demos too (half of each batch, as RLPD): sparse manipulation rewards
+    "fasttd3_demos": dict(algo=PRESETS["fasttd3_cpu"], demos=True, num_envs=32),
     # the paper's networks with HumanoidBench's 128 worlds, for a GPU (set batch_size=32768 there)
     "fasttd3_gpu": dict(algo=PRESETS["fasttd3"], demos=False, num_envs=128),
 }
@@ -100,20 +102,30 @@ def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "s
 def base_policy(
     task: str, kind: str, demos: str, out: Path, steps: int, extra: tuple[str, ...] = ()
 ) -> tuple[Path, dict]:
-    """A ``robot-rl bc`` policy trained on ``demos`` (reused when it exists) and its evaluation;
-    ``extra``: more ``robot-rl bc`` overrides."""
+    """A ``robot-rl bc`` policy trained on ``demos`` and its evaluation; ``extra``: more
+    ``robot-rl bc`` overrides. An existing policy of the same name is reused only if it was
+    trained with the same recipe (steps, batch, learning rate, ...); otherwise a clear error."""
     import json
 
     from robot_rl.cli.main import compose
-    from robot_rl.policies.train import train_bc
+    from robot_rl.policies.train import train_bc, training_recipe
 
     run = out / f"bc-{kind}-{Path(demos).stem}"
     policy = run / "policy"
+    cfg = compose("bc", [f"policy={kind}", f"demos={demos}", f"steps={steps}", *extra])
+    cfg.out, cfg.progress = str(run), False
     if not (policy / "policy.json").exists():
-        cfg = compose("bc", [f"policy={kind}", f"demos={demos}", f"steps={steps}", *extra])
-        cfg.out, cfg.progress = str(run), False
         train_bc(cfg)
-    return policy, json.loads((policy / "policy.json").read_text())["eval"]
+    saved = json.loads((policy / "policy.json").read_text())
+    have = saved.get("train", {"steps": saved.get("train_steps")})  # older policies: steps only
+    wanted = training_recipe(cfg)
+    differ = {k: (v, wanted[k]) for k, v in have.items() if k in wanted and v != wanted[k]}
+    if differ:
+        text = ", ".join(f"{k} {old} (asked: {new})" for k, (old, new) in differ.items())
+        raise ValueError(
+            f"{policy} was trained with {text}; delete {run} to retrain it, or use another --out"
+        )
+    return policy, saved["eval"]
 
 
 def bc_image_encoder(
@@ -216,6 +228,9 @@ def main() -> None:
         help="pixels through a frozen encoder: a pixel policy directory, or 'bc' to train a "
         "BC-MLP on the pixel demos first (run directories get -frozen)",
     )
+    parser.add_argument(
+        "--num-envs", type=int, default=0, help="batched worlds of our methods (0: the method's)"
+    )
     parser.add_argument("--encoder-bc-steps", type=int, default=3000)
     parser.add_argument("--encoder-bc-batch", type=int, default=64)
     args = parser.parse_args()
@@ -261,7 +276,7 @@ def main() -> None:
                 demos=demos,
                 image_encoder=encoder,
                 seed=seed,
-                num_envs=spec["num_envs"],
+                num_envs=args.num_envs or spec["num_envs"],
                 total_steps=args.steps,
                 eval_every=args.eval_every,
                 out=str(run_dir),

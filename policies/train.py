@@ -52,6 +52,15 @@ class BCConfig:
     """Show a progress bar."""
 
 
+RECIPE = ("steps", "batch_size", "lr", "weight_decay", "ema_decay", "seed")
+
+
+def training_recipe(cfg: BCConfig) -> dict[str, Any]:
+    """The settings that shape the trained weights besides the policy's own config and demos;
+    saved with the policy as ``train``."""
+    return {k: getattr(cfg, k) for k in RECIPE}
+
+
 def policy_env_config(attrs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """(task, obs mode, task settings) a demo store was recorded with."""
     config = dict(attrs.get("config", {}))
@@ -138,6 +147,7 @@ def train_bc(cfg: BCConfig) -> tuple[Path, dict[str, float]]:
         "store_attrs": data.attrs,
         "episodes": data.num_episodes,
         "train_steps": cfg.steps,
+        "train": training_recipe(cfg),
         "train_seconds": train_seconds,
         "eval": result,
     }

@@ -1,6 +1,7 @@
 """Base policies: chunk windows, DDIM determinism, checkpoints with their normalisers, and the
 ``robot-rl bc`` command."""
 
+import json
 import subprocess
 import sys
 
@@ -148,6 +149,8 @@ def test_bc_command_trains_saves_and_evaluates(tmp_path, policy):
     assert "success" in out.stdout + out.stderr
     loaded = load_policy(tmp_path / "bc" / "policy")
     assert loaded.kind == policy and set(loaded.obs_shapes) == {"state"}
+    recipe = json.loads((tmp_path / "bc" / "policy" / "policy.json").read_text())["train"]
+    assert recipe == {**recipe, "steps": 30, "batch_size": 256, "seed": 0}
 
 
 @pytest.mark.parametrize("kind", ["mlp", "diffusion"])
