@@ -115,7 +115,12 @@ def test_fasttd3_trains_with_parallel_envs(tmp_path):
     assert (run_dir / "checkpoint" / "model.safetensors").exists()
 
 
-def test_rlpd_from_demos_on_our_task(tmp_path):
+@pytest.mark.parametrize(
+    "algo, num_envs",
+    [(TINY_SAC, 1), (FastTD3Config(actor_hidden=[32], critic_hidden=[64], batch_size=64), 4)],
+    ids=["rlpd", "fasttd3"],
+)
+def test_learners_train_from_demos_on_our_task(tmp_path, algo, num_envs):
     from robot_rl.data.collect import collect_episodes
     from robot_rl.sim.experts import EXPERTS
     from robot_rl.sim.registry import make_task
@@ -128,6 +133,8 @@ def test_rlpd_from_demos_on_our_task(tmp_path):
     rt.close()
     cfg = tiny(
         tmp_path,
+        algo=algo,
+        num_envs=num_envs,
         task="reach",
         demos=str(tmp_path / "d.zarr"),
         total_steps=60,
@@ -135,7 +142,15 @@ def test_rlpd_from_demos_on_our_task(tmp_path):
         eval_episodes=2,
     )
     trainer, _ = run(cfg)
-    assert trainer.demo is not None and trainer.demo.size > 0
+    assert trainer.demo is not None and trainer.step >= 60
+    # half of a batch comes from the demos (last), half from the online replay of every env
+    batch, half = trainer.sample(64), 32
+
+    key = sorted(batch["obs"])[0]
+    demo_rows = {tuple(r.tolist()) for r in trainer.demo.obs[key][trainer.demo.written]}
+    online_rows = {tuple(r.tolist()) for r in trainer.replay.obs[key][trainer.replay.written]}
+    assert {tuple(r.tolist()) for r in batch["obs"][key][half:]} <= demo_rows
+    assert {tuple(r.tolist()) for r in batch["obs"][key][:half]} <= online_rows
 
 
 class NaNAfter(gym.Wrapper):
