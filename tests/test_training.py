@@ -143,14 +143,15 @@ def test_learners_train_from_demos_on_our_task(tmp_path, algo, num_envs):
     )
     trainer, _ = run(cfg)
     assert trainer.demo is not None and trainer.step >= 60
-    # half of a batch comes from the demos (last), half from the online replay of every env
+    # half of a batch comes from the demos (last), half evenly from every env's online replay
     batch, half = trainer.sample(64), 32
-
     key = sorted(batch["obs"])[0]
     demo_rows = {tuple(r.tolist()) for r in trainer.demo.obs[key][trainer.demo.written]}
     online_rows = {tuple(r.tolist()) for r in trainer.replay.obs[key][trainer.replay.written]}
     assert {tuple(r.tolist()) for r in batch["obs"][key][half:]} <= demo_rows
     assert {tuple(r.tolist()) for r in batch["obs"][key][:half]} <= online_rows
+    per_env = torch.bincount(batch["env"][:half], minlength=num_envs).tolist()
+    assert per_env == [half // num_envs] * num_envs
 
 
 class NaNAfter(gym.Wrapper):
