@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from robot_rl.rl.fasttd3 import FastTD3Config
+from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
 from robot_rl.rl.sac import SACConfig
 from robot_rl.rl.trainer import TrainConfig, Trainer, load_agent
 
@@ -113,6 +113,27 @@ def test_fasttd3_trains_with_parallel_envs(tmp_path):
     trainer, run_dir = run(tiny(tmp_path, algo=algo, num_envs=4, total_steps=400))
     assert trainer.replay.num_envs == 4 and trainer.step == 400
     assert (run_dir / "checkpoint" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "task, env, given, support",
+    [
+        ("reach", {"reward_type": "sparse"}, {}, (0.0, 1.0)),  # success ends it: returns in [0, 1]
+        ("reach", {"reward_type": "dense"}, {}, (-20.0, 200.0)),
+        ("gym:Pendulum-v1", {}, {}, (-20.0, 200.0)),
+        ("reach", {"reward_type": "sparse"}, {"v_min": -1.0}, (-1.0, 1.0)),  # given: kept
+    ],
+)
+def test_fasttd3_support_is_chosen_by_task_and_recorded(tmp_path, task, env, given, support):
+    algo = FastTD3Config(actor_hidden=[32], critic_hidden=[32], **given)
+    trainer = Trainer(tiny(tmp_path, algo=algo, task=task, env=env, num_envs=2))
+    try:
+        assert (trainer.agent.cfg.v_min, trainer.agent.cfg.v_max) == support
+        assert (trainer.cfg.algo.v_min, trainer.cfg.algo.v_max) == support  # the checkpoint's
+    finally:
+        trainer.close()
+    with pytest.raises(ValueError, match="v_min < v_max"):
+        FastTD3(FastTD3Config(v_min=1.0, v_max=1.0), {"state": (3,)}, 1, 1)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from robot_rl.rl.agents import (
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
 from robot_rl.rl.envs import make_env, obs_shapes, recorded_obs_shapes
+from robot_rl.rl.fasttd3 import FastTD3Config, with_support
 from robot_rl.rl.frozen_features import FrozenFeatureEnv, load_image_encoder
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
 from robot_rl.rl.residual import ResidualConfig
@@ -184,6 +185,8 @@ class Trainer:
             algo = dataclasses.replace(algo, base_only_dims=self.env.base_only_dims)
         if getattr(algo, "q_target_range", []) is None:  # residual and DSRL choose by task
             algo = dataclasses.replace(algo, q_target_range=self._success_return_range())
+        if isinstance(algo, FastTD3Config):  # so does FastTD3's C51 support
+            algo = with_support(algo, self._success_return_range())
         cfg.algo = algo  # what the env decided is recorded for the learner and the checkpoint
         self.eval_env = self._make_env(min(cfg.eval_episodes, 8), cfg.seed + 1)
         self.shapes = obs_shapes(self.env)
@@ -260,7 +263,7 @@ class Trainer:
     def _success_return_range(self) -> list[float]:
         """[0, 1] on our tasks with a sparse success reward that ends the episode (every return
         lies there), else [] (TD targets unclamped)."""
-        task = getattr(self.env.runtime, "cfg", None)
+        task = getattr(getattr(self.env, "runtime", None), "cfg", None)
         success_ends = task is not None and task.terminate_on_success
         sparse = success_ends and task.reward_type == "sparse"
         return [0.0, 1.0] if sparse else []
