@@ -132,6 +132,9 @@ def test_fasttd3_support_is_chosen_by_task_and_recorded(tmp_path, task, env, giv
         assert (trainer.cfg.algo.v_min, trainer.cfg.algo.v_max) == support  # the checkpoint's
     finally:
         trainer.close()
+
+
+def test_fasttd3_refuses_an_empty_support():
     with pytest.raises(ValueError, match="v_min < v_max"):
         FastTD3(FastTD3Config(v_min=1.0, v_max=1.0), {"state": (3,)}, 1, 1)
 

@@ -77,7 +77,8 @@ def with_support(cfg: FastTD3Config, returns: list[float] | tuple = ()) -> FastT
     """``cfg`` with an unset ``v_min``/``v_max`` taken from ``returns`` ([lo, hi], the range the
     task's returns lie in, e.g. [0, 1] for a sparse success reward that ends the episode), else
     from ``DEFAULT_SUPPORT``. A support that lies much wider than the returns leaves them a few
-    atoms: on PickCube from demos, -20..200 reached 30% by 30k env steps where 0..1 reached 90%."""
+    atoms: on PickCube from demos, -20..200 ended at 18% after 30k env steps where 0..1 ended at
+    68% (README)."""
     lo, hi = returns or DEFAULT_SUPPORT
     cfg = replace(
         cfg,
