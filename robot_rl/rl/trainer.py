@@ -262,7 +262,7 @@ class Trainer:
 
     def _success_return_range(self) -> list[float]:
         """[0, 1] on our tasks with a sparse success reward that ends the episode (every return
-        lies there), else [] (TD targets unclamped)."""
+        lies there), else [] (unknown): residual's and DSRL's TD-target clamp, FastTD3's support."""
         task = getattr(getattr(self.env, "runtime", None), "cfg", None)
         success_ends = task is not None and task.terminate_on_success
         sparse = success_ends and task.reward_type == "sparse"
