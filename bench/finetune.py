@@ -105,6 +105,8 @@ def main() -> None:
             finally:
                 trainer.close()
 
+    if not runs:  # base policies only
+        return
     print(
         f"\n| {args.task}: method (base {args.base} from {args.finetune_demos} demos, "
         f"{base_eval['success_rate']:.0%}) | seeds | final success | env steps to mean >= "

@@ -80,8 +80,10 @@ def evaluate_policy(
     policy: BasePolicy, env, episodes: int, seed: int, runner_seed: int = 0
 ) -> dict[str, float]:
     """Success rate and return (95% intervals) of ``policy`` run with its chunk queue."""
+    from robot_rl.rl.envs import check_obs_shapes
     from robot_rl.rl.trainer import evaluate
 
+    check_obs_shapes(policy.obs_shapes, env, "the policy")
     runner = ChunkRunner(policy, env.num_envs, seed=runner_seed)
     return evaluate(runner, env, episodes, seed, episode_done=runner.episode_done)
 

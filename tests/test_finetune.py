@@ -384,6 +384,15 @@ def test_dsrl_refuses_demos_and_finetuning_needs_a_base(tmp_path, reach_base):
     assert out.returncode == 2 and "base=PATH" in out.stderr
 
 
+@pytest.mark.parametrize("wrapper", [ResidualEnv, LatentSteeringEnv])
+def test_a_base_policy_made_for_other_observations_is_refused(wrapper):
+    env = GymBatchedEnv("MountainCarContinuous-v0", 1)  # a 2-dim state; the base observes 3
+    with pytest.raises(
+        ValueError, match=r"base policy was made for observations \{'state': \[3\]\}"
+    ):
+        wrapper(env, pendulum_base(), 0.1)
+
+
 def test_non_finite_latent_is_refused_before_reaching_the_env():
     env = LatentSteeringEnv(GymBatchedEnv("Pendulum-v1", 1), pendulum_base(), 1.5)
     env.reset(seed=0)

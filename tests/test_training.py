@@ -12,7 +12,7 @@ import torch
 
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
 from robot_rl.rl.sac import SACConfig
-from robot_rl.rl.trainer import TrainConfig, Trainer, load_agent
+from robot_rl.rl.trainer import SavedRun, TrainConfig, Trainer, load_agent
 
 CLI = [sys.executable, "-m", "robot_rl.cli.main"]
 TINY_SAC = SACConfig(num_critics=2, hidden=[32, 32], batch_size=32, utd=1)
@@ -106,6 +106,19 @@ def test_best_checkpoint_holds_the_best_evaluation_and_survives_resume(tmp_path)
         resumed.close()
     _, plain = run(tiny(tmp_path, out=str(tmp_path / "plain"), keep_best=False))
     assert not (plain / "best").exists()
+
+
+def test_a_checkpoint_is_refused_by_an_env_with_other_observations(tmp_path):
+    _, run_dir = run(tiny(tmp_path))
+    config_file = run_dir / "checkpoint" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["train"]["task"] = "gym:MountainCarContinuous-v0"  # 2-dim state, 1-dim action
+    config_file.write_text(json.dumps(config))
+    made_for = r"made for observations \{'state': \[3\]\}, but the env gives \{'state': \[2\]\}"
+    with pytest.raises(ValueError, match=made_for):
+        SavedRun.load(run_dir).evaluate(episodes=1, num_envs=1)
+    with pytest.raises(ValueError, match=made_for):
+        Trainer(tiny(tmp_path, task="gym:MountainCarContinuous-v0", resume=str(run_dir)))
 
 
 def test_fasttd3_trains_with_parallel_envs(tmp_path):

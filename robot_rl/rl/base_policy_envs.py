@@ -25,17 +25,12 @@ import torch
 from robot_rl.batched_env import BatchedEnv
 from robot_rl.policies.base import BasePolicy
 from robot_rl.policies.runner import ChunkRunner, where_rows
+from robot_rl.rl.envs import check_obs_shapes
 
 
 class _Wrapper(BatchedEnv):
     def __init__(self, env: BatchedEnv, policy: BasePolicy):
-        base_keys = set(policy.obs_shapes)
-        env_keys = set(env.single_observation_space.spaces)
-        if not base_keys <= env_keys:
-            raise ValueError(
-                f"the base policy observes {sorted(base_keys)} but the env gives "
-                f"{sorted(env_keys)}; train with the obs mode its demos were recorded in"
-            )
+        check_obs_shapes(policy.obs_shapes, env, "the base policy")
         if policy.action_dim != env.single_action_space.shape[0]:
             raise ValueError(
                 f"the base policy acts in {policy.action_dim} dims, the env in "

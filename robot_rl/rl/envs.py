@@ -140,3 +140,16 @@ def obs_shapes(env: BatchedEnv) -> dict[str, tuple[tuple[int, ...], torch.dtype]
         k: (tuple(s.shape), torch.uint8 if s.dtype == np.uint8 else torch.float32)
         for k, s in env.single_observation_space.spaces.items()
     }
+
+
+def check_obs_shapes(made_for: dict[str, Any], env: BatchedEnv, what: str) -> None:
+    """Refuse ``env`` unless it gives every key of ``made_for`` (key -> shape of one observation)
+    in that shape; the error names ``what`` (a checkpoint, a base policy) and each difference."""
+    given = {k: list(s.shape) for k, s in env.single_observation_space.spaces.items()}
+    wrong = {k: list(s) for k, s in made_for.items() if given.get(k) != list(s)}
+    if wrong:
+        raise ValueError(
+            f"{what} was made for observations {wrong}, but the env gives "
+            f"{ {k: given.get(k) for k in wrong} }: it was made for another task or obs mode, "
+            "or the task's observation has changed since (retrain it)"
+        )

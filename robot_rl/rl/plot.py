@@ -33,6 +33,8 @@ def plot_runs(
     """One PNG: a row per metric (success only where the env reports it), against env steps and
     wall-clock, one line per run; ``references`` ({label: {metric: value}}) draws dashed levels,
     e.g. the base policy before fine-tuning."""
+    if not run_dirs:
+        raise ValueError("no run directories to plot")
     data = {Path(run).name: read_eval(run) for run in run_dirs}
     metrics = [
         m for m in METRICS if any(not all(math.isnan(v) for v in d[m]) for d in data.values())

@@ -28,7 +28,7 @@ from robot_rl.rl.agents import (
 )
 from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
 from robot_rl.rl.demos import load_demos
-from robot_rl.rl.envs import make_env, obs_shapes, recorded_obs_shapes
+from robot_rl.rl.envs import check_obs_shapes, make_env, obs_shapes, recorded_obs_shapes
 from robot_rl.rl.fasttd3 import FastTD3Config, with_support
 from robot_rl.rl.frozen_features import FrozenFeatureEnv, load_image_encoder
 from robot_rl.rl.replay import ReplayBuffer, mixed_batch
@@ -302,6 +302,7 @@ class Trainer:
 
     def _resume(self) -> None:
         tensors, config = read_checkpoint(self.run_dir / "checkpoint", str(self.device))
+        check_obs_shapes(saved_obs_shapes(config), self.env, f"the checkpoint of {self.run_dir}")
         load_flat_state(self.agent, tensors, config["optimizers"])
         self.step, self.wall_offset = int(config["step"]), float(config["wall_time"])
         replay = self.run_dir / "replay.safetensors"
@@ -453,6 +454,11 @@ def wrap_run_env(algo, env: BatchedEnv, base=None, image_encoder=None, seed: int
     return FrozenFeatureEnv(env, image_encoder) if image_encoder is not None else env
 
 
+def saved_obs_shapes(config: dict) -> dict[str, list[int]]:
+    """The observation shapes a checkpoint's agent was built for, key -> shape."""
+    return {k: shape for k, (shape, _) in config["obs_shapes"].items()}
+
+
 def load_agent(checkpoint: str | Path, device: str = "cpu"):
     """(agent, config, base policy or None) from a checkpoint directory, ready to act."""
     tensors, config = read_checkpoint(checkpoint, device)
@@ -502,7 +508,13 @@ class SavedRun:
 
     def wrap(self, env: BatchedEnv, seed: int = 0) -> BatchedEnv:
         algo = algo_from_dict(self.config["train"]["algo"])
-        return wrap_run_env(algo, env, self.base, self.image_encoder, seed)
+        env = wrap_run_env(algo, env, self.base, self.image_encoder, seed)
+        try:
+            check_obs_shapes(saved_obs_shapes(self.config), env, "this checkpoint")
+        except ValueError:
+            env.close()
+            raise
+        return env
 
     def evaluate(self, episodes: int = 50, seed: int = 12345, num_envs: int = 8) -> dict:
         env = self.make_env(num_envs, seed)
