@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env
 import robot_rl.sim  # noqa: F401  (registers the envs)
 from robot_rl.sim.batched import MujocoBatchedEnv
 from robot_rl.sim.registry import ENV_IDS
+from robot_rl.sim.tasks.peg_insert import FINE_SCALE
 
 MODES = ("state", "pixels", "state+pixels")
 
@@ -164,7 +165,8 @@ def test_diagnostics_agree_with_the_observed_object_state():
     env = gym.make(ENV_IDS["peg_insert"])
     env.reset(seed=0)
     state, info = env.step(np.zeros(7, np.float32))[::4]
-    tip_from_hole = state["state"][-3:]
+    tip_from_hole, fine = state["state"][-6:-3], state["state"][-3:]
+    assert fine == pytest.approx(np.tanh(tip_from_hole / FINE_SCALE), abs=1e-6)
     assert info["diag/tip_depth"] == pytest.approx(-tip_from_hole[2], abs=1e-6)
     assert info["diag/tip_depth"] < 0  # the peg starts above the hole
     assert info["diag/tip_xy"] == pytest.approx(np.linalg.norm(tip_from_hole[:2]), abs=1e-6)
