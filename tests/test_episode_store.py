@@ -1,9 +1,11 @@
 """The zarr episode store: round trip, schema checks, and survival of interruptions."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
+import zarr
 
 from robot_rl.data.episode_store import EpisodeStore, StoreError, schema_of
 
@@ -87,6 +89,35 @@ def test_store_cut_short_mid_episode_keeps_completed_episodes(tmp_path):
     final_store = EpisodeStore(tmp_path / "d.zarr")
     np.testing.assert_array_equal(final_store.episode_ends, [6, 8])
     np.testing.assert_array_equal(final_store.episode(1)[0]["action"], more["action"])
+
+
+@pytest.mark.parametrize("handler", [signal.default_int_handler, signal.SIG_IGN])
+def test_ctrl_c_during_a_write_lands_after_the_episode(tmp_path, monkeypatch, handler):
+    """SIGINT mid-write: the episode is finished first, then the signal goes to the handler in
+    place (KeyboardInterrupt by default; nothing where it is ignored, as in a background job)."""
+    rng = np.random.default_rng(4)
+    steps, final = episode(rng, 6)
+    store = open_store(tmp_path / "d.zarr", steps, final)
+    resize = zarr.Array.resize
+
+    def resize_then_interrupt(self, *args, **kwargs):  # the signal lands inside the write
+        signal.raise_signal(signal.SIGINT)
+        return resize(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.Array, "resize", resize_then_interrupt)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        if handler is signal.SIG_IGN:
+            store.add_episode(steps, final)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                store.add_episode(steps, final)
+        assert signal.getsignal(signal.SIGINT) is handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    reopened = EpisodeStore(tmp_path / "d.zarr")
+    assert reopened.num_episodes == 1
+    np.testing.assert_array_equal(reopened.episode(0)[0]["front"], steps["front"])
 
 
 def test_corrupt_episode_end_chunk_drops_only_that_episode(tmp_path):

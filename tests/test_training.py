@@ -215,7 +215,32 @@ def test_discrete_action_space_is_refused(tmp_path):
         Trainer(tiny(tmp_path, task="gym:CartPole-v1"))
 
 
-def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
+@pytest.fixture
+def opened_envs(monkeypatch):
+    """Every env the trainer makes, with a record of whether it was closed."""
+    import robot_rl.rl.trainer as trainer_module
+
+    made = []
+
+    def make_and_record(*args, **kwargs):
+        env = real(*args, **kwargs)
+        close = env.close
+        env.was_closed = False
+
+        def record_close():
+            env.was_closed = True
+            close()
+
+        env.close = record_close
+        made.append(env)
+        return env
+
+    real = trainer_module.make_env
+    monkeypatch.setattr(trainer_module, "make_env", make_and_record)
+    return made
+
+
+def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path, opened_envs):
     from robot_rl.data.collect import collect_episodes
     from robot_rl.sim.experts import EXPERTS
     from robot_rl.sim.registry import make_task
@@ -227,7 +252,9 @@ def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path):
     )
     rt.close()
     with pytest.raises(ValueError, match="task='reach', but training uses task='pick_cube'"):
-        Trainer(tiny(tmp_path, task="pick_cube", demos=str(tmp_path / "d.zarr")))
+        Trainer(tiny(tmp_path, task="pick_cube", demos=str(tmp_path / "d.zarr"), num_envs=4))
+    # The refused trainer had made its training and evaluation worlds: both are closed.
+    assert len(opened_envs) == 2 and all(env.was_closed for env in opened_envs)
     with pytest.raises(ValueError, match="has observations"):  # state demos, pixel training
         Trainer(
             tiny(

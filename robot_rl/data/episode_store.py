@@ -51,7 +51,9 @@ def _chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
 
 @contextlib.contextmanager
 def _defer_sigint():
-    """Hold Ctrl-C until the block finishes, then raise it (main thread only)."""
+    """Hold Ctrl-C until the block finishes, then hand it to the handler that was in place
+    (KeyboardInterrupt by default; nothing where SIGINT is ignored, as in a background job).
+    Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -62,7 +64,7 @@ def _defer_sigint():
     finally:
         signal.signal(signal.SIGINT, previous)
         if pending:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
 
 
 class EpisodeStore:

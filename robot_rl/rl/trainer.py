@@ -170,6 +170,14 @@ def eval_score(result: dict[str, float]) -> tuple[float, float]:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
+        self.env = self.eval_env = None
+        try:
+            self._build(cfg)
+        except BaseException:  # a refused config must not leave its worlds' threads running
+            self.close()
+            raise
+
+    def _build(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -246,7 +254,11 @@ class Trainer:
 
     def _make_env(self, num_envs: int, seed: int) -> BatchedEnv:
         env = make_env(self.cfg.task, num_envs, self.cfg.obs, str(self.device), self.cfg.env)
-        return wrap_run_env(self.cfg.algo, env, self.base, self.image_encoder, seed)
+        try:
+            return wrap_run_env(self.cfg.algo, env, self.base, self.image_encoder, seed)
+        except BaseException:  # e.g. a base policy made for other observations
+            env.close()
+            raise
 
     def _load_base(self):
         if self.cfg.algo.name not in NEEDS_BASE:
@@ -443,8 +455,9 @@ class Trainer:
         raise FloatingPointError(f"{key} became {float(value)} at env step {self.step}")
 
     def close(self) -> None:
-        self.env.close()
-        self.eval_env.close()
+        for env in (self.env, self.eval_env):
+            if env is not None:
+                env.close()
 
 
 def wrap_run_env(algo, env: BatchedEnv, base=None, image_encoder=None, seed: int = 0):
