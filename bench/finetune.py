@@ -124,7 +124,12 @@ def main() -> None:
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs] + [str(d) for d in rlpd],
         out / f"finetune-{args.task}{args.tag}.png",
-        {f"{args.base} base": base_eval},
+        # the base was evaluated under the success reward: its return is another scale
+        {
+            f"{args.base} base": base_eval
+            if args.reward == "sparse"
+            else {"success_rate": base_eval["success_rate"]}
+        },
     )
     print(f"curves: {png}")
 

@@ -31,8 +31,8 @@ def plot_runs(
     run_dirs: list[str], out: str | Path, references: dict[str, dict[str, float]] | None = None
 ) -> Path:
     """One PNG: a row per metric (success only where the env reports it), against env steps and
-    wall-clock, one line per run; ``references`` ({label: {metric: value}}) draws dashed levels,
-    e.g. the base policy before fine-tuning."""
+    wall-clock, one line per run; ``references`` ({label: {metric: value}}) draws dashed levels
+    for the metrics it names, e.g. the base policy before fine-tuning."""
     if not run_dirs:
         raise ValueError("no run directories to plot")
     data = {Path(run).name: read_eval(run) for run in run_dirs}
@@ -49,7 +49,8 @@ def plot_runs(
     for row, metric in enumerate(metrics):
         for label, values in (references or {}).items():
             for col in range(len(AXES)):
-                axes[row, col].axhline(values[metric], ls="--", c="grey", label=label)
+                if metric in values:
+                    axes[row, col].axhline(values[metric], ls="--", c="grey", label=label)
         for col, x in enumerate(AXES.values()):
             axes[row, col].set_xlabel(x)
             axes[row, col].set_ylabel(METRICS[metric])
