@@ -130,6 +130,7 @@ def main() -> None:
             if args.reward == "sparse"
             else {"success_rate": base_eval["success_rate"]}
         },
+        mean_over_seeds=True,
     )
     print(f"curves: {png}")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_rl.rl.agents import PRESETS
-from robot_rl.rl.plot import plot_runs, read_eval
+from robot_rl.rl.plot import plot_runs, seed_mean
 from robot_rl.rl.sac import SACConfig
 from robot_rl.rl.trainer import TrainConfig, Trainer
 
@@ -192,11 +192,8 @@ def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, re
 def mean_curve_row(dirs: list[Path], metric: str, threshold: float) -> dict:
     """Over seeds: the final mean ``metric``, the env steps and wall-clock at which the mean
     curve first reaches ``threshold``, and seconds per 1k env steps."""
-    curves = [read_eval(d) for d in dirs]
-    length = min(len(c["env_step"]) for c in curves)
-    mean = np.array([c[metric][:length] for c in curves]).mean(0)
-    walls = np.array([c["wall_time"][:length] for c in curves]).mean(0)
-    steps = curves[0]["env_step"][:length]
+    curves = seed_mean(dirs)
+    mean, walls, steps = curves[metric], curves["wall_time"], curves["env_step"]
     hit = np.flatnonzero(mean >= threshold)
     return {
         "final": mean[-1],
@@ -313,6 +310,7 @@ def main() -> None:
     png = plot_runs(
         [str(d) for dirs in runs.values() for d in dirs],
         out / f"curves-{args.task.replace(':', '-')}{mode}{args.tag}.png",
+        mean_over_seeds=True,
     )
     print(f"curves: {png}")
 

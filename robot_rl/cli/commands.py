@@ -130,7 +130,7 @@ def plot(cfg: PlotConfig) -> int:
 
     if not cfg.runs:
         raise ValueError("give one or more run directories")
-    console.print(f"wrote {plot_runs(cfg.runs, cfg.out)}")
+    console.print(f"wrote {plot_runs(cfg.runs, cfg.out, mean_over_seeds=cfg.mean)}")
     return 0
 
 

@@ -88,6 +88,9 @@ class PlotConfig:
     """Run directories (also accepted as bare arguments)."""
     out: str = "curves.png"
     """Output PNG."""
+    mean: bool = False
+    """One line per group of runs that differ only in their ``-s<seed>`` suffix: the mean over
+    seeds, shaded from the lowest to the highest."""
 
 
 COMMANDS: dict[str, type] = {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -27,15 +29,50 @@ def read_eval(run_dir: str | Path) -> dict[str, list[float]]:
     return cols
 
 
+def seed_mean(run_dirs: list[str | Path]) -> dict[str, np.ndarray]:
+    """Every ``eval.csv`` column averaged over runs at the evaluations all of them reached, plus
+    ``<column>_min`` and ``<column>_max`` across runs; each (T,)."""
+    curves = [read_eval(d) for d in run_dirs]
+    length = min(len(c["env_step"]) for c in curves)
+    out: dict[str, np.ndarray] = {}
+    for key in curves[0]:
+        stacked = np.array([c[key][:length] for c in curves])  # (runs, T)
+        out[key], out[f"{key}_min"], out[f"{key}_max"] = (
+            stacked.mean(0),
+            stacked.min(0),
+            stacked.max(0),
+        )
+    return out
+
+
+def group_by_seed(run_dirs: list[str]) -> dict[str, list[str]]:
+    """Run directories grouped by name less a trailing ``-s<seed>``."""
+    groups: dict[str, list[str]] = {}
+    for run in run_dirs:
+        groups.setdefault(re.sub(r"-s\d+$", "", Path(run).name), []).append(run)
+    return groups
+
+
 def plot_runs(
-    run_dirs: list[str], out: str | Path, references: dict[str, dict[str, float]] | None = None
+    run_dirs: list[str],
+    out: str | Path,
+    references: dict[str, dict[str, float]] | None = None,
+    mean_over_seeds: bool = False,
 ) -> Path:
     """One PNG: a row per metric (success only where the env reports it), against env steps and
-    wall-clock, one line per run; ``references`` ({label: {metric: value}}) draws dashed levels
-    for the metrics it names, e.g. the base policy before fine-tuning."""
+    wall-clock, one line per run, or with ``mean_over_seeds`` one line per group of runs that
+    differ only in their ``-s<seed>`` suffix (the mean, shaded from the lowest to the highest
+    seed); ``references`` ({label: {metric: value}}) draws dashed levels for the metrics it
+    names, e.g. the base policy before fine-tuning."""
     if not run_dirs:
         raise ValueError("no run directories to plot")
-    data = {Path(run).name: read_eval(run) for run in run_dirs}
+    if mean_over_seeds:
+        data = {
+            f"{name} (mean of {len(runs)})": seed_mean(runs)
+            for name, runs in group_by_seed(run_dirs).items()
+        }
+    else:
+        data = {Path(run).name: read_eval(run) for run in run_dirs}
     metrics = [
         m for m in METRICS if any(not all(math.isnan(v) for v in d[m]) for d in data.values())
     ]
@@ -45,7 +82,15 @@ def plot_runs(
     for label, d in data.items():
         for row, metric in enumerate(metrics):
             for col, x in enumerate(AXES):
-                axes[row, col].plot(d[x], d[metric], marker="o", ms=3, label=label)
+                line = axes[row, col].plot(d[x], d[metric], marker="o", ms=3, label=label)[0]
+                if mean_over_seeds:
+                    axes[row, col].fill_between(
+                        d[x],
+                        d[f"{metric}_min"],
+                        d[f"{metric}_max"],
+                        color=line.get_color(),
+                        alpha=0.15,
+                    )
     for row, metric in enumerate(metrics):
         for label, values in (references or {}).items():
             for col in range(len(AXES)):
