@@ -37,11 +37,9 @@ def seed_mean(run_dirs: list[str | Path]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key in curves[0]:
         stacked = np.array([c[key][:length] for c in curves])  # (runs, T)
-        out[key], out[f"{key}_min"], out[f"{key}_max"] = (
-            stacked.mean(0),
-            stacked.min(0),
-            stacked.max(0),
-        )
+        out[key] = stacked.mean(0)
+        out[f"{key}_min"] = stacked.min(0)
+        out[f"{key}_max"] = stacked.max(0)
     return out
 
 
