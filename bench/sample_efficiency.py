@@ -90,8 +90,18 @@ def parse_setting(text: str) -> tuple[str, object]:
         return key, value
 
 
-def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "state") -> str:
+def ensure_demos(
+    task: str,
+    episodes: int,
+    out: Path,
+    reward: str,
+    obs: str = "state",
+    env_set: dict | None = None,
+) -> str:
+    """The scripted demos of ``task`` (with task settings ``env_set``), recorded once."""
     mode = "" if obs == "state" else f"-{obs}"
+    env_set = env_set or {}
+    mode += "".join(f"-{k}={v}" for k, v in sorted(env_set.items()))
     path = out / f"demos-{task}-{episodes}-{reward}{mode}.zarr"
     if not path.exists():
         from robot_rl.data.collect import collect_episodes
@@ -99,7 +109,7 @@ def ensure_demos(task: str, episodes: int, out: Path, reward: str, obs: str = "s
         from robot_rl.sim.registry import make_task
         from robot_rl.sim.tasks.base import TaskRuntime
 
-        rt = TaskRuntime(make_task(task, reward_type=reward, obs_mode=obs), 8)
+        rt = TaskRuntime(make_task(task, reward_type=reward, obs_mode=obs, **env_set), 8)
         collect_episodes(
             rt, lambda r, o: EXPERTS[task](r), episodes, str(path), 0, show_progress=False
         )
@@ -144,7 +154,9 @@ def bc_image_encoder(
     return base_policy(task, "mlp", pixel_demos, out, steps, (f"batch_size={batch}",))
 
 
-def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, reward: str) -> None:
+def sb3_run(
+    task: str, steps: int, seed: int, run_dir: Path, eval_every: int, env_set: dict
+) -> None:
     """SB3 SAC (2 critics, 256x256) with the same evaluation, written as eval.csv."""
     import time
 
@@ -161,13 +173,11 @@ def sb3_run(task: str, steps: int, seed: int, run_dir: Path, eval_every: int, re
     else:
         import robot_rl.sim  # noqa: F401
 
-        env = gym.wrappers.FlattenObservation(
-            gym.make(robot_rl.sim.ENV_IDS[task], reward_type=reward)
-        )
+        env = gym.wrappers.FlattenObservation(gym.make(robot_rl.sim.ENV_IDS[task], **env_set))
     model = SB3SAC(
         "MlpPolicy", env, seed=seed, verbose=0, device="cpu", policy_kwargs={"net_arch": [256, 256]}
     )
-    eval_env = make_env(task, 8, overrides=None if env_id else {"reward_type": reward})
+    eval_env = make_env(task, 8, overrides=None if env_id else env_set)
     low, high = env.action_space.low, env.action_space.high
 
     class Policy:
@@ -225,6 +235,13 @@ def main() -> None:
         help="override algo settings of our methods, e.g. activation=relu utd=2",
     )
     parser.add_argument(
+        "--env-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task settings of our tasks (demos included), e.g. action_mode=position",
+    )
+    parser.add_argument(
         "--tag", default="", help="suffix of the run directories of a variant, e.g. --tag=-relu"
     )
     parser.add_argument(
@@ -244,9 +261,10 @@ def main() -> None:
     if args.image_encoder and args.obs == "state":
         parser.error("--image-encoder needs --obs pixels or state+pixels")
     out = Path(args.out)
+    env_set = dict(parse_setting(kv) for kv in args.env_set)
     encoder = args.image_encoder
     if encoder == "bc":
-        demos = ensure_demos(args.task, args.demos, out, args.reward, args.obs)
+        demos = ensure_demos(args.task, args.demos, out, args.reward, args.obs, env_set)
         policy, bc_eval = bc_image_encoder(
             args.task, demos, out, args.encoder_bc_steps, args.encoder_bc_batch
         )
@@ -262,12 +280,13 @@ def main() -> None:
             if (run_dir / "eval.csv").exists():
                 continue  # finished earlier; rerun by deleting it
             if method == "sb3":
-                sb3_run(args.task, args.steps, seed, run_dir, args.eval_every, args.reward)
+                task_set = {"reward_type": args.reward, **env_set}
+                sb3_run(args.task, args.steps, seed, run_dir, args.eval_every, task_set)
                 continue
             spec = METHODS[method]
             ours = not args.task.startswith("gym:")
             demos = (
-                ensure_demos(args.task, args.demos, out, args.reward, args.obs)
+                ensure_demos(args.task, args.demos, out, args.reward, args.obs, env_set)
                 if spec["demos"]
                 else ""
             )
@@ -275,7 +294,7 @@ def main() -> None:
             algo = dataclasses.replace(spec["algo"], **settings)
             cfg = TrainConfig(
                 algo=algo,
-                env={"reward_type": args.reward} if ours else {},
+                env={"reward_type": args.reward, **env_set} if ours else {},
                 task=args.task,
                 obs=args.obs,
                 demos=demos,

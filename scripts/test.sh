@@ -11,4 +11,4 @@ scripts/setup_env.sh .venv
 .venv/bin/python -m pytest -q "$@"
 scripts/setup_env.sh .venv-min mujoco==3.3.0 gymnasium==1.0.0 zarr==3.0.8
 .venv-min/bin/python -m pytest -q -m "not slow" tests/test_impedance_closed_loop.py \
-  tests/test_envs.py tests/test_episode_store.py tests/test_impedance_law.py
+  tests/test_envs.py tests/test_experts.py tests/test_episode_store.py tests/test_impedance_law.py

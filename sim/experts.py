@@ -1,7 +1,8 @@
 """Scripted experts: stateless feedback rules on privileged state, batched over B worlds.
 
-They act through the same normalised action interface as a learner (dpos, drot, gripper), so
-their demonstrations are valid training data. Rotation actions hold the tool top-down.
+They act through the same normalised action interface as a learner (dpos, drot, gripper, in
+the task's action mode), so their demonstrations are valid training data. Rotation actions
+hold the tool top-down.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.control.rotations import orientation_error, quat_to_mat
-from robot_rl.sim.tasks.base import TOP_DOWN_QUAT, TaskRuntime
+from robot_rl.sim.tasks.base import GRIPPER_INDEX, TOP_DOWN_QUAT, TaskRuntime
 from robot_rl.sim.tasks.peg_insert import PEG_HALF, PegInsert
 from robot_rl.sim.tasks.pick_cube import PickCube
 from robot_rl.sim.tasks.reach import Reach
@@ -31,9 +32,14 @@ def _move(rt: TaskRuntime, target: np.ndarray, gain: float = 1.0) -> np.ndarray:
 
 
 def _with_gripper(rt: TaskRuntime, motion: np.ndarray, gripper: np.ndarray) -> np.ndarray:
+    """(B, action_dim) in the runtime's action mode from ``motion`` (B, 6) and ``gripper`` (B,).
+    Position mode keeps dpos only (the controller holds the tool top-down); variable mode leaves
+    the stiffness actions at 0, mid-range."""
     action = np.zeros((rt.num_worlds, rt.action_dim))
-    action[:, :6] = motion
-    action[:, 6] = gripper
+    mode = rt.cfg.action_mode
+    moves = 3 if mode == "position" else 6
+    action[:, :moves] = motion[:, :moves]
+    action[:, GRIPPER_INDEX[mode]] = gripper
     return action
 
 

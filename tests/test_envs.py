@@ -7,8 +7,10 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import robot_rl.sim  # noqa: F401  (registers the envs)
+from robot_rl.control.rotations import quat_conjugate, quat_multiply, quat_to_axis_angle
 from robot_rl.sim.batched import MujocoBatchedEnv
 from robot_rl.sim.registry import ENV_IDS
+from robot_rl.sim.tasks.base import GRIPPER_MAX_WIDTH, TOP_DOWN_QUAT
 from robot_rl.sim.tasks.peg_insert import FINE_SCALE
 
 MODES = ("state", "pixels", "state+pixels")
@@ -95,6 +97,22 @@ def test_variable_impedance_action_changes_stiffness():
     env.step(action)
     ctrl = env.unwrapped.runtime.arm.controller
     np.testing.assert_allclose(ctrl.stiffness_target[0], env.unwrapped.runtime.cfg.stiffness_low)
+
+
+def test_position_action_mode_holds_the_tool_top_down():
+    env = gym.make(ENV_IDS["pick_cube"], action_mode="position")
+    assert env.action_space.shape == (4,)
+    env.reset(seed=0)
+    runtime = env.unwrapped.runtime
+    for action in np.random.default_rng(0).uniform(-1, 1, (15, 4)).astype(np.float32):
+        env.step(action)
+        tilt = quat_to_axis_angle(
+            quat_multiply(quat_conjugate(TOP_DOWN_QUAT), runtime.arm_state.ee_quat)
+        )
+        assert np.linalg.norm(tilt) < 0.05  # the fixed mode lets it tilt to max_tilt (0.5 rad)
+    for gripper, width in ((-1.0, 0.0), (1.0, GRIPPER_MAX_WIDTH)):
+        sent = runtime.apply_action(np.array([[0.0, 0.0, 0.0, gripper]]))
+        assert sent.gripper_width[0] == width  # the 4th entry is the gripper
 
 
 def test_batched_env_autoreset_keeps_final_obs():

@@ -29,6 +29,11 @@ from robot_rl.sim.worlds import MujocoWorlds, WorldBlock
 
 OBS_MODES = ("state", "pixels", "state+pixels")
 REWARD_TYPES = ("sparse", "dense")
+ACTION_DIMS = {"fixed": 7, "variable": 13, "position": 4}
+"""Action size per ``action_mode``: fixed dpos 3, drot 3, gripper 1; variable adds stiffness 6;
+position is dpos 3 and gripper 1 with the tool held top-down."""
+GRIPPER_INDEX = {"fixed": 6, "variable": 6, "position": 3}
+"""Where the gripper command sits in an action of each ``action_mode``."""
 CAMERAS = ("front", "wrist")
 TOP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
 PROPRIO_DIM = 36
@@ -68,7 +73,8 @@ class TaskConfig:
     terminate_on_success: bool = True
     """End the episode (terminated, not truncated) when the task succeeds."""
     action_mode: str = "fixed"
-    """fixed: dpose + gripper (7); variable: also per-axis stiffness (13), as VICES."""
+    """fixed: dpose + gripper (7); variable: also per-axis stiffness (13), as VICES; position:
+    dpos + gripper (4) with the tool held top-down, as SERL's PandaPickCube."""
     pos_scale: float = 0.02
     """Largest translation per step for an action of 1, m."""
     rot_scale: float = 0.1
@@ -93,8 +99,10 @@ class TaskConfig:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
-        if self.action_mode not in ("fixed", "variable"):
-            raise ValueError(f"action_mode must be fixed or variable, got {self.action_mode!r}")
+        if self.action_mode not in ACTION_DIMS:
+            raise ValueError(
+                f"action_mode must be one of {tuple(ACTION_DIMS)}, got {self.action_mode!r}"
+            )
 
 
 class ArmTask(abc.ABC):
@@ -156,7 +164,7 @@ class TaskRuntime:
         self.arm = MujocoArm(self.worlds, self.cfg.arm)
         self.arm.connect()
         self.origins = self.worlds.origins()
-        self.action_dim = 13 if self.cfg.action_mode == "variable" else 7
+        self.action_dim = ACTION_DIMS[self.cfg.action_mode]
         self.substep_s = 1.0 / self.cfg.control_hz
         self.elapsed = np.zeros(num_worlds, dtype=np.int64)
         self.rngs = [np.random.default_rng(i) for i in range(num_worlds)]
@@ -228,20 +236,24 @@ class TaskRuntime:
         action = np.clip(action, -1.0, 1.0)
         cfg, state = self.cfg, self.arm_state
         target_pos = state.ee_pos + action[:, :3] * cfg.pos_scale
-        delta = axis_angle_to_quat(action[:, 3:6] * cfg.rot_scale)
-        target_quat = quat_multiply(delta, state.ee_quat)
-        # Keep the tool within max_tilt of top-down, per axis of the relative rotation.
-        rel = quat_to_axis_angle(quat_multiply(quat_conjugate(TOP_DOWN_QUAT), target_quat))
-        rel = np.clip(rel, -cfg.max_tilt, cfg.max_tilt)
-        target_quat = quat_multiply(
-            np.broadcast_to(TOP_DOWN_QUAT, rel.shape[:-1] + (4,)), axis_angle_to_quat(rel)
-        )
+        gripper = action[:, GRIPPER_INDEX[cfg.action_mode]]
+        if cfg.action_mode == "position":
+            target_quat = np.tile(TOP_DOWN_QUAT, (self.num_worlds, 1))
+        else:
+            delta = axis_angle_to_quat(action[:, 3:6] * cfg.rot_scale)
+            target_quat = quat_multiply(delta, state.ee_quat)
+            # Keep the tool within max_tilt of top-down, per axis of the relative rotation.
+            rel = quat_to_axis_angle(quat_multiply(quat_conjugate(TOP_DOWN_QUAT), target_quat))
+            rel = np.clip(rel, -cfg.max_tilt, cfg.max_tilt)
+            target_quat = quat_multiply(
+                np.broadcast_to(TOP_DOWN_QUAT, rel.shape[:-1] + (4,)), axis_angle_to_quat(rel)
+            )
         if cfg.action_mode == "variable":
             lo, hi = np.asarray(cfg.stiffness_low), np.asarray(cfg.stiffness_high)
             stiffness = lo + (action[:, 7:13] + 1.0) / 2.0 * (hi - lo)
         else:
             stiffness = np.tile(cfg.arm.impedance.default_stiffness(), (self.num_worlds, 1))
-        width = (action[:, 6] + 1.0) / 2.0 * GRIPPER_MAX_WIDTH
+        width = (gripper + 1.0) / 2.0 * GRIPPER_MAX_WIDTH
         if self.task.locked_gripper_width is not None:
             width[:] = self.task.locked_gripper_width
         return self.arm.send_command(ImpedanceCommand(target_pos, target_quat, stiffness, width))
