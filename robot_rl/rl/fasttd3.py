@@ -67,6 +67,9 @@ class FastTD3Config(AccelerationConfig):
     """Critic updates per (batched) env step."""
     policy_delay: int = 2
     """Actor update every this many critic updates."""
+    preactivation_l2: float = 0.0
+    """Weight of the actor's squared output before its tanh in the actor loss (0: the paper).
+    Keeps actions out of tanh's flat tails, where the actor stops learning (README)."""
 
 
 # The support where the task says nothing: room for our shaped rewards' returns.
@@ -168,8 +171,11 @@ class FastTD3(nn.Module):
             logits, next_logits, reward, discount, cfg.v_min, cfg.v_max
         )
         if update_actor:
-            pi_logits = call_detached(self.critic, features, self.actor(features))
-            actor_loss, actor_metrics = deterministic_actor_loss(pi_logits, cfg.v_min, cfg.v_max)
+            pre = self.actor.preactivation(features)
+            pi_logits = call_detached(self.critic, features, torch.tanh(pre))
+            actor_loss, actor_metrics = deterministic_actor_loss(
+                pi_logits, cfg.v_min, cfg.v_max, pre, cfg.preactivation_l2
+            )
             loss, metrics = loss + actor_loss, {**metrics, **actor_metrics}
         return loss, metrics
 

@@ -168,8 +168,12 @@ class DeterministicActor(nn.Module):
         nn.init.normal_(last.weight, std=init_std)
         nn.init.zeros_(last.bias)
 
+    def preactivation(self, features: torch.Tensor) -> torch.Tensor:
+        """The action before its tanh, (B, A)."""
+        return mlp_fp32_out(self.net, features)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(mlp_fp32_out(self.net, features))
+        return torch.tanh(self.preactivation(features))
 
 
 class ConvEncoder(nn.Module):
