@@ -36,10 +36,9 @@ def _with_gripper(rt: TaskRuntime, motion: np.ndarray, gripper: np.ndarray) -> n
     Position mode keeps dpos only (the controller holds the tool top-down); variable mode leaves
     the stiffness actions at 0, mid-range."""
     action = np.zeros((rt.num_worlds, rt.action_dim))
-    mode = rt.cfg.action_mode
-    moves = 3 if mode == "position" else 6
-    action[:, :moves] = motion[:, :moves]
-    action[:, GRIPPER_INDEX[mode]] = gripper
+    gripper_at = GRIPPER_INDEX[rt.cfg.action_mode]  # the motion entries come before it
+    action[:, :gripper_at] = motion[:, :gripper_at]
+    action[:, gripper_at] = gripper
     return action
 
 
