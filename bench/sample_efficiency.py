@@ -6,8 +6,10 @@
     .venv/bin/python bench/sample_efficiency.py --task reach --methods fasttd3 --steps 60000
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --methods fasttd3_demos \
         --steps 60000 --eval-every 5000      # FastTD3 with half of each batch from 20 demos
-    .venv/bin/python bench/sample_efficiency.py --task pick_cube --methods fasttd3 --steps 400000 \
-        --reward dense --eval-every 20000 --env-set action_mode=position --tag=-pos  # 4-D actions
+    .venv/bin/python bench/sample_efficiency.py --task pick_cube --methods fasttd3 --steps 500000 \
+        --reward dense --eval-every 20000 --env-set action_mode=position \
+        success_bonus_discount=0.99 --algo-set preactivation_l2=0.01 preactivation_bound=2.0 \
+        --tag=-pos-pl2b2-g99      # from the reward alone: 4-D actions, the README's recipe
     python bench/sample_efficiency.py --task reach --methods fasttd3_gpu --algo-set \
         batch_size=32768 --steps 400000 --eval-every 20000 --reward dense     # on a GPU
     .venv/bin/python bench/sample_efficiency.py --task pick_cube --obs pixels --methods rlpd

@@ -170,6 +170,31 @@ def test_dense_success_pays_the_rest_of_the_episode_so_hovering_never_wins():
     rt.close()
 
 
+@pytest.mark.parametrize("gamma", [0.9, 0.99])
+def test_discounted_success_bonus_outbids_hovering_forever(gamma):
+    """With success_bonus_discount g, succeeding now is worth more, under any discount <= g,
+    than hovering forever just short of success (reach < 1, no success term), which is what
+    a learner that bootstraps at the time limit sets against it."""
+    from robot_rl.sim.experts import EXPERTS
+    from robot_rl.sim.registry import make_task
+    from robot_rl.sim.tasks.base import TaskRuntime
+
+    rt = TaskRuntime(make_task("reach", reward_type="dense", success_bonus_discount=gamma), 1)
+    rt.reset_worlds(np.arange(1))
+    terminated = False
+    while not terminated:
+        reward, term, _, info = rt.step(EXPERTS["reach"](rt))
+        terminated = bool(term[0])
+    shaping = info["reward/reach"][0] + info["reward/success"][0]
+    assert reward[0] == pytest.approx(shaping + 2.0 * gamma / (1 - gamma))
+    for learner_gamma in (0.5, gamma):
+        hover_forever = 1.0 / (1 - learner_gamma)
+        assert reward[0] > hover_forever
+    rt.close()
+    with pytest.raises(ValueError, match="success_bonus_discount"):
+        TaskRuntime(make_task("reach", success_bonus_discount=1.0), 1)
+
+
 def test_diagnostics_agree_with_the_observed_object_state():
     env = gym.make(ENV_IDS["pick_cube"])
     obs, _ = env.reset(seed=0)

@@ -195,11 +195,18 @@ def test_fasttd3_actor_starts_small_and_actor_updates_are_delayed():
     assert any(not torch.equal(p, q) for p, q in pairs)
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.01])
-def test_fasttd3_preactivation_penalty_pulls_a_saturated_actor_back(weight):
+@pytest.mark.parametrize("weight, bound", [(0.0, 0.0), (0.01, 0.0), (0.01, 2.0), (0.01, 10.0)])
+def test_fasttd3_preactivation_penalty_pulls_a_saturated_actor_back(weight, bound):
     """At a preactivation of 6 tanh' is 2.5e-5: the critic no longer moves the actor. The
-    penalty's gradient, 2 * weight * 6 per sample on the last bias, does."""
-    cfg = FastTD3Config(actor_hidden=[16], critic_hidden=[16], atoms=11, preactivation_l2=weight)
+    penalty's gradient, 2 * weight * (6 - bound) per sample on the last bias, does; a bound
+    beyond the preactivation leaves it free."""
+    cfg = FastTD3Config(
+        actor_hidden=[16],
+        critic_hidden=[16],
+        atoms=11,
+        preactivation_l2=weight,
+        preactivation_bound=bound,
+    )
     agent = FastTD3(cfg, SHAPES, 2, num_envs=4)
     with torch.no_grad():
         agent.actor.net[-1].bias.fill_(6.0)
@@ -207,11 +214,14 @@ def test_fasttd3_preactivation_penalty_pulls_a_saturated_actor_back(weight):
     loss, metrics = agent.losses(*(b[k] for k in KEYS), update_actor=True)
     loss.backward()
     grad = agent.actor.net[-1].bias.grad
-    if weight == 0:
-        assert grad.abs().max() < 1e-3 and "loss/preactivation_l2" not in metrics
+    if weight == 0 or bound > 6.5:
+        assert grad.abs().max() < 1e-3
+        assert weight == 0 or metrics["loss/preactivation_l2"] == 0
     else:
         pre = agent.actor.preactivation(agent.encoder(b["obs"])).detach()
-        torch.testing.assert_close(grad, 2 * weight * pre.mean(0), rtol=0.05, atol=1e-4)
+        assert pre.min() > bound
+        expected = 2 * weight * (pre - bound).mean(0)
+        torch.testing.assert_close(grad, expected, rtol=0.05, atol=1e-4)
         assert (grad > 0).all()  # gradient descent lowers the bias, out of the tail
 
 

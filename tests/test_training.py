@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
 from robot_rl.rl.sac import SACConfig
@@ -265,16 +266,20 @@ def test_demo_store_that_does_not_match_the_env_is_refused(tmp_path, opened_envs
                 env={"image_size": 32},
             )
         )
-    # Same task, other reward: demo rewards are used as recorded, so this is refused too.
-    with pytest.raises(ValueError, match="reward_type='dense', but training uses"):
-        Trainer(
-            tiny(
-                tmp_path,
-                task="reach",
-                demos=str(tmp_path / "d.zarr"),
-                env={"reward_type": "sparse"},
-            )
-        )
+    # Same task, other reward (or the dense reward's success bonus): demo rewards are used as
+    # recorded, so these are refused too.
+    for env, recorded in [
+        ({"reward_type": "sparse"}, "reward_type='dense'"),
+        ({"success_bonus_discount": 0.99}, "success_bonus_discount=0.0"),
+    ]:
+        with pytest.raises(ValueError, match=f"{recorded}, but training uses"):
+            Trainer(tiny(tmp_path, task="reach", demos=str(tmp_path / "d.zarr"), env=env))
+    # A store written before that setting existed was recorded at its default, and still loads.
+    group = zarr.open_group(str(tmp_path / "d.zarr"), mode="r+")
+    config = dict(group.attrs["config"])
+    del config["success_bonus_discount"]
+    group.attrs["config"] = config
+    Trainer(tiny(tmp_path, task="reach", demos=str(tmp_path / "d.zarr"), num_envs=4)).close()
 
 
 @pytest.mark.slow

@@ -10,6 +10,9 @@ import torch
 from robot_rl.data.episode_store import EpisodeStore
 from robot_rl.rl.replay import ReplayBuffer
 
+# Task settings newer than some stores: a store that does not record one was recorded at this.
+SETTINGS_ADDED_LATER = {"success_bonus_discount": 0.0}
+
 
 def load_demos(
     paths: list[str],
@@ -32,7 +35,11 @@ def load_demos(
     buffer = ReplayBuffer(obs_shapes, action_dim, 1, capacity, gamma, n_step, device)
     want = {k: list(shape) for k, (shape, _) in (store_shapes or obs_shapes).items()}
     for store in stores:
-        recorded = {"task": store.attrs.get("task"), **store.attrs.get("config", {})}
+        recorded = {
+            **SETTINGS_ADDED_LATER,
+            "task": store.attrs.get("task"),
+            **store.attrs.get("config", {}),
+        }
         for key, value in (expect or {}).items():
             if recorded.get(key) != value:
                 raise ValueError(

@@ -69,8 +69,12 @@ class FastTD3Config(AccelerationConfig):
     """Actor update every this many critic updates."""
     preactivation_l2: float = 0.0
     """Weight of the actor's squared output before its tanh in the actor loss (0: the paper).
-    Keeps actions out of tanh's flat tails, where the actor stops learning; while the critic is
-    still flat it also holds actions near 0 (from scratch at 0.01, PickCube never reached)."""
+    Keeps actions out of tanh's flat tails, where the actor stops learning. With no bound it
+    also holds actions near 0 while the critic is still flat (from scratch at 0.01, PickCube
+    never reached); 0.01 with a bound of 2 solved it (README)."""
+    preactivation_bound: float = 0.0
+    """The penalty counts only the part of |preactivation| beyond this (tanh(2) = 0.96), so
+    actions inside it are free while the actor is kept out of the flat tails."""
 
 
 # The support where the task says nothing: room for our shaped rewards' returns.
@@ -175,7 +179,7 @@ class FastTD3(nn.Module):
             pre = self.actor.preactivation(features)
             pi_logits = call_detached(self.critic, features, torch.tanh(pre))
             actor_loss, actor_metrics = deterministic_actor_loss(
-                pi_logits, cfg.v_min, cfg.v_max, pre, cfg.preactivation_l2
+                pi_logits, cfg.v_min, cfg.v_max, pre, cfg.preactivation_l2, cfg.preactivation_bound
             )
             loss, metrics = loss + actor_loss, {**metrics, **actor_metrics}
         return loss, metrics

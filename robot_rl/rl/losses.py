@@ -160,16 +160,19 @@ def deterministic_actor_loss(
     v_max: float,
     preactivation: torch.Tensor | None = None,
     preactivation_l2: float = 0.0,
+    preactivation_bound: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """-min over heads of E[Q(s, pi(s))]; q_pi_logits (2, B, K). With the actor's output before
-    its tanh, ``preactivation`` (B, A), adds ``preactivation_l2`` * mean_B sum_A preactivation^2:
-    in tanh's flat tails dQ/da no longer reaches the actor's weights (at 6, tanh' is 2.5e-5), so
-    a saturated action stays saturated whatever the critic learns; the penalty keeps it out."""
+    its tanh, ``preactivation`` (B, A), adds ``preactivation_l2`` * mean_B sum_A
+    max(|preactivation| - ``preactivation_bound``, 0)^2: in tanh's flat tails dQ/da no longer
+    reaches the actor's weights (at 6, tanh' is 2.5e-5), so a saturated action stays saturated
+    whatever the critic learns; the penalty keeps it out. Inside the bound it costs nothing."""
     q = expected_value(q_pi_logits, v_min, v_max).min(0).values
     loss = -q.mean()
     metrics = {"loss/actor": loss.detach()}
     if preactivation is not None and preactivation_l2 > 0:
-        penalty = preactivation_l2 * preactivation.square().sum(-1).mean()
+        excess = (preactivation.abs() - preactivation_bound).clamp(min=0.0)
+        penalty = preactivation_l2 * excess.square().sum(-1).mean()
         loss = loss + penalty
         metrics["loss/preactivation_l2"] = penalty.detach()
     return loss, metrics

@@ -285,11 +285,14 @@ class Trainer:
         runtime = getattr(self.env, "runtime", None)
         if runtime is None:
             return {}
-        return {
+        expect = {
             "task": runtime.cfg.name,
             "reward_type": runtime.cfg.reward_type,
             "terminate_on_success": runtime.cfg.terminate_on_success,
         }
+        if runtime.cfg.reward_type == "dense":
+            expect["success_bonus_discount"] = runtime.cfg.success_bonus_discount
+        return expect
 
     # -- persistence --------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:

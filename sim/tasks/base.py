@@ -65,13 +65,19 @@ class TaskConfig:
     """One of state, pixels (images plus proprioception), state+pixels."""
     reward_type: str = "dense"
     """sparse: the success indicator; dense: weighted sum of named shaping terms (each in [0, 1]),
-    plus, when success ends the episode, the most the remaining steps could have paid."""
+    plus a bonus when success ends the episode (``success_bonus_discount``)."""
     control_hz: float = 10.0
     """Policy rate; the impedance law and physics run at 1 kHz underneath."""
     max_episode_steps: int = 100
     """Truncation horizon in policy steps."""
     terminate_on_success: bool = True
     """End the episode (terminated, not truncated) when the task succeeds."""
+    success_bonus_discount: float = 0.0
+    """Dense reward, success that ends the episode: 0 pays the most the remaining steps could
+    have paid, undiscounted; a discount g in (0, 1) pays best_step * g / (1 - g), the value of
+    holding success forever. A learner that bootstraps at the time limit (all of ours) values
+    hovering short of success as if forever, so only the second outbids hovering for it (set g
+    to at least the learner's gamma); see the README's dense-reward note."""
     action_mode: str = "fixed"
     """fixed: dpose + gripper (7); variable: also per-axis stiffness (13), as VICES; position:
     dpos + gripper (4) with the tool held top-down, as SERL's PandaPickCube."""
@@ -102,6 +108,10 @@ class TaskConfig:
         if self.action_mode not in ACTION_DIMS:
             raise ValueError(
                 f"action_mode must be one of {tuple(ACTION_DIMS)}, got {self.action_mode!r}"
+            )
+        if not 0.0 <= self.success_bonus_discount < 1.0:
+            raise ValueError(
+                f"success_bonus_discount must be in [0, 1), got {self.success_bonus_discount}"
             )
 
 
@@ -278,14 +288,20 @@ class TaskRuntime:
             # Success that ends the episode pays what staying at the goal would have paid until
             # the time limit (every term at most 1), so a learner never does better hovering
             # just short of success than succeeding.
-            remaining = self.cfg.max_episode_steps - self.elapsed
-            reward = np.where(terminated, reward + remaining * self.best_step_reward, reward)
+            reward = np.where(terminated, reward + self.success_bonus(), reward)
         truncated = (self.elapsed >= self.cfg.max_episode_steps) & ~terminated
         info = {f"reward/{name}": value for name, value in terms.items()}
         info.update({f"diag/{name}": v for name, v in self.task.diagnostics(self, state).items()})
         info["success"] = success
         info["arm_faults"] = state.faults
         return reward, terminated, truncated, info
+
+    def success_bonus(self) -> np.ndarray | float:
+        """What a dense reward adds on the step whose success ends the episode."""
+        g = self.cfg.success_bonus_discount
+        if g > 0:
+            return self.best_step_reward * g / (1.0 - g)
+        return (self.cfg.max_episode_steps - self.elapsed) * self.best_step_reward
 
     # -- observe ------------------------------------------------------------------------------
     def proprio(self, state: ArmState) -> np.ndarray:
