@@ -285,9 +285,8 @@ class TaskRuntime:
             reward = success.astype(np.float64)
         else:
             reward = sum(self.weights[name] * value for name, value in terms.items())
-            # Success that ends the episode pays what staying at the goal would have paid until
-            # the time limit (every term at most 1), so a learner never does better hovering
-            # just short of success than succeeding.
+            # Success that ends the episode pays what staying at the goal would have paid, so
+            # hovering just short of success does not pay better than succeeding.
             reward = np.where(terminated, reward + self.success_bonus(), reward)
         truncated = (self.elapsed >= self.cfg.max_episode_steps) & ~terminated
         info = {f"reward/{name}": value for name, value in terms.items()}
