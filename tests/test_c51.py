@@ -56,3 +56,16 @@ def test_clipped_double_q_picks_the_lower_head_per_sample():
     )
     loss.backward()
     assert (logits.grad[:, :, 5] < 0).all()  # raising the -5 atom lowers the loss
+
+
+def test_projection_at_the_support_edges_of_any_support():
+    # targets clamped onto v_max: for these supports (v_max - v_min) / delta rounds past the last
+    # atom in float32, which once indexed beyond the support
+    for v_min, v_max, atoms in [(-10.0, 200.0, 51), (-100.0, 5.0, 101), (-5.0, 100.0, 101)]:
+        probs = torch.rand(3, atoms).softmax(-1)
+        reward = torch.tensor([1e6, -1e6, v_max])
+        out = c51_project(probs, reward, torch.tensor([0.99, 0.99, 0.0]), v_min, v_max)
+        torch.testing.assert_close(out.sum(-1), torch.ones(3))
+        one = torch.tensor(1.0)
+        for row, atom in [(0, -1), (1, 0), (2, -1)]:  # all mass on the edge atom
+            torch.testing.assert_close(out[row, atom], one)

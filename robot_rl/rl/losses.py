@@ -106,7 +106,9 @@ def c51_project(
     support = torch.linspace(v_min, v_max, atoms, device=next_probs.device)
     delta = (v_max - v_min) / (atoms - 1)
     tz = (reward[:, None] + discount[:, None] * support[None]).clamp(v_min, v_max)
-    b = (tz - v_min) / delta
+    # in float32, (v_max - v_min) / delta can round past atoms - 1 (e.g. -10..200 at 51 atoms),
+    # which would index one atom beyond the support
+    b = ((tz - v_min) / delta).clamp(0, atoms - 1)
     lower, upper = b.floor().long(), b.ceil().long()
     exact = lower == upper
     lower = torch.where(exact & (upper > 0), lower - 1, lower)
