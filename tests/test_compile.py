@@ -98,6 +98,47 @@ def test_failed_compile_falls_back_to_eager_with_a_warning_unless_required(monke
         MaybeCompiled(lambda x: x + 1, "on")(torch.ones(1))
 
 
+class BrokenBackward(torch.autograd.Function):
+    """Identity whose backward fails, as a lazily compiled backward pass can."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("InductorError: backward failed to compile")
+
+
+def test_a_compiled_backward_that_fails_falls_back_to_eager_unless_required(monkeypatch):
+    def compile_with_broken_backward(fn):
+        def run(*args, **kwargs):
+            loss, metrics = fn(*args, **kwargs)
+            return BrokenBackward.apply(loss), metrics
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_with_broken_backward)
+    weight = torch.nn.Parameter(torch.ones(2))
+
+    def losses(x):
+        loss = (weight * x).sum()
+        return loss, {"loss/linear": loss.detach()}
+
+    def fast_step(compile_mode):
+        optimizer = torch.optim.SGD([weight], lr=0.5)
+        return FastStep(losses, optimizer, AccelerationConfig(compile=compile_mode, amp="off"))
+
+    auto = fast_step("auto")
+    with pytest.warns(RuntimeWarning, match="backward failed to compile"):
+        auto(torch.ones(2))
+    torch.testing.assert_close(weight.detach(), torch.full((2,), 0.5))  # one eager SGD step
+    auto(torch.ones(2))  # eager from then on: no warning, no error
+    torch.testing.assert_close(weight.detach(), torch.zeros(2))
+    with pytest.raises(RuntimeError, match="backward failed to compile"):
+        fast_step("on")(torch.ones(2))
+
+
 @pytest.mark.parametrize("setting", ["compile", "amp", "cuda_graph"])
 def test_unknown_switch_values_are_refused(setting):
     with pytest.raises(ValueError, match=f"{setting} must be auto, on or off"):

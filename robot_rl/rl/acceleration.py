@@ -81,6 +81,8 @@ class MaybeCompiled:
 
     ``fn`` must be free of side effects other than random draws (it computes losses; the
     optimizer step stays outside), so rerunning it eagerly after a failed compile is safe.
+    The backward pass of a compiled ``fn`` is compiled lazily, inside ``backward()``: a caller
+    that sees it fail there hands the error to ``fall_back`` and reruns.
     """
 
     def __init__(self, fn: Callable, value: str):
@@ -93,16 +95,24 @@ class MaybeCompiled:
         try:
             return self.compiled(*args, **kwargs)
         except Exception as exc:
-            if self.strict:
+            if not self.fall_back(exc):
                 raise
-            warnings.warn(
-                f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); running the "
-                "update eagerly (set compile=off to skip the attempt)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.compiled = None
             return self.fn(*args, **kwargs)
+
+    def fall_back(self, exc: Exception) -> bool:
+        """After ``exc`` from the compiled function or its backward: switch to eager with a
+        warning and return True, or return False where that is not allowed (``compile=on``)
+        or not possible (already eager)."""
+        if self.compiled is None or self.strict:
+            return False
+        warnings.warn(
+            f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); running the "
+            "update eagerly (set compile=off to skip the attempt)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self.compiled = None
+        return True
 
 
 class FastStep:
@@ -174,6 +184,18 @@ class FastStep:
             group["capturable"] = graphs  # resets the flag of a loaded optimizer state
 
     def _step(self, args, clip, kwargs) -> dict[str, torch.Tensor]:
+        try:
+            metrics = self._losses_and_gradients(args, kwargs)
+        except Exception as exc:
+            if not self.losses.fall_back(exc):
+                raise
+            metrics = self._losses_and_gradients(args, kwargs)
+        for params, max_norm in clip:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        return metrics
+
+    def _losses_and_gradients(self, args, kwargs) -> dict[str, torch.Tensor]:
         device = self.optimizer.param_groups[0]["params"][0].device
         # no cast-weight cache with graphs: not in a capture, nor before (a compiled loss
         # function would recompile when the setting changes)
@@ -181,9 +203,6 @@ class FastStep:
             loss, metrics = self.losses(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for params, max_norm in clip:
-            torch.nn.utils.clip_grad_norm_(params, max_norm)
-        self.optimizer.step()
         return metrics
 
     def _on_side_stream(self, args, clip, kwargs) -> dict[str, torch.Tensor]:
