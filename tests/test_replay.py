@@ -165,6 +165,11 @@ def test_saved_replay_holds_only_written_slots_and_resumes_into_a_longer_run(tmp
             assert torch.equal(a, b)
         rollout(again, 3, start=500)  # writing goes on after the restored slots
         assert int(again.ptr[0]) == 34 and bool(again.written[0, :34].all())
+        # a resumed run starts new episodes: step 29 never got its next observation, so it
+        # starts no transition, and no 2-step sum runs from 28 through it into step 500
+        first, after, _, _ = every_transition(again)
+        assert first.flatten().tolist()[-4:] == [27.0, 28.0, 500.0, 501.0]
+        assert after.flatten().tolist()[-4:] == [29.0, 29.0, 502.0, 502.0]
     with pytest.raises(ValueError, match="31 written"):  # more than a smaller buffer holds
         ReplayBuffer(SHAPES, 1, 1, 31, gamma=0.9, n_step=2).load(tmp_path / "r.safetensors")
 

@@ -196,8 +196,9 @@ class ReplayBuffer:
         tmp.replace(path)  # atomic: a crash leaves the previous file
 
     def load(self, path: str | Path) -> None:
-        """Restore a saved buffer. A buffer that never wrapped loads into any capacity that
-        holds it (a resumed run may be longer); one that wrapped needs its own capacity."""
+        """Restore a saved buffer, its streams cut (``cut_streams``): a run that writes on
+        starts new episodes. A buffer that never wrapped loads into any capacity that holds it
+        (a resumed run may be longer); one that wrapped needs its own capacity."""
         with safe_open(str(path), framework="pt", device=str(self.device)) as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
@@ -221,6 +222,13 @@ class ReplayBuffer:
             field[:, used:] = 0  # no slot of a previous fill stays marked as written
         self.ptr.copy_(tensors["ptr"])
         self.total.copy_(tensors["total"])
+        self.cut_streams()
+
+    def cut_streams(self) -> None:
+        """End every stream where it stands: each one's newest transition, still waiting for
+        its next observation, is dropped, so the next slot written starts a new episode and no
+        transition or n-step sum runs from the old episode into it."""
+        self.has_action[self._all, (self.ptr - 1) % self.capacity] = False
 
 
 SLOT_FIELDS = ("action", "reward", "terminated", "truncated", "has_action", "written")
