@@ -211,6 +211,28 @@ def test_nan_observation_stops_training_with_the_step(tmp_path):
         run(tiny(tmp_path, task="gym:NaNPendulum-v0"))
 
 
+class NaNAtEpisodeEnd(gym.Wrapper):
+    """Finite observations but for the last of each episode, which autoreset hides from the
+    next observation: only ``info["final_obs"]`` carries it."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def test_nan_final_observation_stops_training_with_the_step(tmp_path):
+    gym.register(
+        "NaNEndPendulum-v0",
+        entry_point=lambda: NaNAtEpisodeEnd(gym.make("Pendulum-v1", max_episode_steps=25)),
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite final observation 'state' at env step 24"
+    ):
+        run(tiny(tmp_path, task="gym:NaNEndPendulum-v0"))
+
+
 def test_discrete_action_space_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Discrete action space"):
         Trainer(tiny(tmp_path, task="gym:CartPole-v1"))

@@ -341,6 +341,7 @@ class Trainer:
         self.writer = SummaryWriter(str(self.run_dir / "tb"))
         self.recent: list[tuple[float, float]] = []  # (return, success) of recent episodes
         obs, _ = self.env.reset(seed=cfg.seed + self.step)
+        self._check_finite(obs)
         self.ep_return = torch.zeros(self.num_envs, device=self.device)
         self.n_updates, last_log, last_eval, t_log = 0, self.step, self.step, time.time()
         metrics: dict[str, torch.Tensor] = {}
@@ -387,7 +388,7 @@ class Trainer:
         else:
             action = torch.rand(self.num_envs, self.action_dim, device=self.device) * 2 - 1
         next_obs, reward, terminated, truncated, info = self.env.step(action)
-        self._check_finite(next_obs, reward)
+        self._check_finite(next_obs, reward, info["final_obs"])
         self.replay.add(obs, action, reward, terminated, truncated, info["final_obs"])
         self.agent.encoder.update_norm(obs)
         done = terminated | truncated
@@ -440,15 +441,26 @@ class Trainer:
 
     _last_eval_text = ""
 
-    def _check_finite(self, obs: dict[str, torch.Tensor], reward: torch.Tensor) -> None:
-        for key, value in obs.items():
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                raise FloatingPointError(
-                    f"non-finite observation {key!r} at env step "
-                    f"{self.step}; stopping instead of training on it"
-                )
-        if not bool(torch.isfinite(reward).all()):
-            raise FloatingPointError(f"non-finite reward at env step {self.step}")
+    def _check_finite(
+        self,
+        obs: dict[str, torch.Tensor],
+        reward: torch.Tensor | None = None,
+        final_obs: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Stop, naming the first non-finite entry and the env step, before anything of it is
+        stored; one device sync when all is finite."""
+        named = {f"observation {k!r}": v for k, v in obs.items()}
+        named.update({f"final observation {k!r}": v for k, v in (final_obs or {}).items()})
+        named = {k: v for k, v in named.items() if v.is_floating_point()}
+        if reward is not None:
+            named["reward"] = reward
+        finite = {k: torch.isfinite(v).all() for k, v in named.items()}
+        if not finite or bool(torch.stack(list(finite.values())).all()):
+            return
+        what = next(k for k, ok in finite.items() if not bool(ok))
+        raise FloatingPointError(
+            f"non-finite {what} at env step {self.step}; stopping instead of training on it"
+        )
 
     def _check_losses(self, metrics: dict[str, torch.Tensor]) -> None:
         losses = {k: v for k, v in metrics.items() if k.startswith("loss/")}
