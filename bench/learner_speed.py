@@ -31,7 +31,7 @@ from robot_rl.cli.main import compose
 from robot_rl.rl.trainer import Trainer, resolve_device
 
 TASK = "pick_cube"
-LEARN_CALLS = "perf/updates_per_s"  # the trainer's learn() calls per second (0: not learning)
+LEARN_CALLS = "perf/updates_per_s"  # the learner's gradient updates per second (0: not learning)
 
 
 def learner_overrides(

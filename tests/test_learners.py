@@ -1,10 +1,11 @@
 """Invariants of the SAC/RLPD and FastTD3 learners and their networks."""
 
+import math
+
 import pytest
 import torch
 
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
-from robot_rl.rl.losses import random_subset_min
 from robot_rl.rl.networks import CriticEnsemble, RunningNorm, TanhGaussianActor, random_shift
 from robot_rl.rl.sac import SAC, SACConfig
 
@@ -23,13 +24,49 @@ def batch(n=64, obs_dim=5, action_dim=2, seed=0):
     }
 
 
-def test_ensemble_subset_minimum():
-    q = torch.arange(10.0)[:, None].expand(10, 4000).clone()  # member k predicts k
-    torch.manual_seed(0)
-    picked = torch.stack([random_subset_min(q, 2) for _ in range(300)])[:, 0]
-    # min of 2 of {0..9}: never 9, and E[min] = sum_k k (9-k) / 45 = 8/3
-    assert picked.max() < 9 and abs(float(picked.mean()) - 8 / 3) < 0.3
-    assert torch.equal(random_subset_min(q, 10), torch.zeros(4000))  # plain minimum
+def sac_with_constant_target_critics(**settings) -> SAC:
+    """A SAC whose target critic k predicts k whatever its input."""
+    agent = SAC(
+        SACConfig(num_critics=10, hidden=[8], compile="off", amp="off", **settings), SHAPES, 2
+    )
+    with torch.no_grad():
+        agent.target_critic.head.weight.zero_()
+        agent.target_critic.head.bias.copy_(torch.arange(10.0).view(10, 1, 1))
+    return agent
+
+
+def td_targets(agent: SAC, draws: int, seed: int = 0) -> torch.Tensor:
+    """The mean TD target of ``draws`` critic updates' losses at reward 0 and discount 1."""
+    b = {**batch(n=4), "reward": torch.zeros(4), "discount": torch.ones(4)}
+    torch.manual_seed(seed)
+    return torch.stack(
+        [
+            agent.losses(*(b[k] for k in KEYS), update_actor=False)[1]["q/target"]
+            for _ in range(draws)
+        ]
+    )
+
+
+@pytest.mark.parametrize("subset", [1, 2, 10])
+def test_sac_target_is_the_minimum_of_a_random_subset_of_critics(subset):
+    targets = td_targets(sac_with_constant_target_critics(critic_subset=subset), 1000)
+    # the minimum of M distinct members of {0..9}: at most 10 - M, with
+    # E = sum_k k C(9 - k, M - 1) / C(10, M) (8/3 for M = 2; 0 for all ten)
+    expected = sum(k * math.comb(9 - k, subset - 1) for k in range(10)) / math.comb(10, subset)
+    assert float(targets.max()) == 10 - subset
+    assert abs(float(targets.mean()) - expected) < 0.25
+
+
+def test_entropy_backup_subtracts_alpha_log_pi_from_the_target():
+    agent = sac_with_constant_target_critics(critic_subset=10, entropy_backup=True)
+    b = batch(n=4)
+    torch.manual_seed(1)  # the draws of losses(): the next action, then the critic subset
+    _, next_log_prob = agent.actor(agent.encoder(b["next_obs"]))
+    alpha = agent.log_alpha.exp().detach()
+    with_backup = td_targets(agent, 1, seed=1)[0]
+    torch.testing.assert_close(with_backup, -(alpha * next_log_prob).mean())
+    agent.cfg.entropy_backup = False  # RLPD's default: the minimum alone (0 here)
+    assert float(td_targets(agent, 1, seed=1)[0]) == 0
 
 
 def test_critic_ensemble_is_one_batched_module_of_independent_members():
@@ -256,3 +293,18 @@ def test_checkpoints_from_before_the_activation_setting_load_as_relu(tmp_path):
     train = {"algo": saved, "env": {}, "task": "reach"}
     (run / "checkpoint" / "config.json").write_text(json.dumps({"train": train}))
     assert 'algo.activation="relu"' in resume_overrides([f"resume={run}"])
+
+
+@pytest.mark.parametrize("algo", ["sac", "fasttd3"])
+def test_learn_makes_updates_per_learn_updates_the_actor_of_sac_on_the_last(algo, monkeypatch):
+    if algo == "sac":
+        agent = SAC(SACConfig(num_critics=2, hidden=[8], utd=3, compile="off"), SHAPES, 2)
+    else:
+        cfg = FastTD3Config(actor_hidden=[8], critic_hidden=[8], atoms=11, updates_per_step=5)
+        agent = FastTD3(cfg, SHAPES, 2, num_envs=2)
+    calls = []
+    monkeypatch.setattr(agent, "update", lambda b, update_actor=None: calls.append(update_actor))
+    agent.learn(lambda n: batch(n))
+    assert len(calls) == agent.updates_per_learn == (3 if algo == "sac" else 5)
+    if algo == "sac":  # SERL: critic updates, then one with the actor and temperature
+        assert calls == [False, False, True]

@@ -150,6 +150,11 @@ class DSRLNA(nn.Module):
     def episode_done(self, done: torch.Tensor) -> None:
         """Nothing per episode."""
 
+    @property
+    def updates_per_learn(self) -> int:
+        """Gradient updates in one ``learn`` call."""
+        return self.cfg.updates_per_chunk()
+
     def learn(self, sample) -> dict[str, torch.Tensor]:
         metrics = {}
         for _ in range(self.cfg.updates_per_chunk()):

@@ -134,6 +134,11 @@ class FastTD3(nn.Module):
         self.to(device)
         self.train_step = FastStep(self.losses, self.optimizer, cfg)
 
+    @property
+    def updates_per_learn(self) -> int:
+        """Gradient updates in one ``learn`` call."""
+        return self.cfg.updates_per_step
+
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One batched env step's worth of learning: ``updates_per_step`` critic updates."""
         metrics = {}

@@ -30,11 +30,6 @@ def check_target_range(target_range) -> None:
         raise ValueError(f"q_target_range is [lo, hi] or [], not {list(target_range)}")
 
 
-def random_subset_min(q: torch.Tensor, subset: int, generator=None) -> torch.Tensor:
-    """Minimum over a random subset of ``subset`` ensemble members, (E, B) -> (B,)."""
-    return q[random_subset(q.shape[0], subset, q.device, generator)].min(0).values
-
-
 def sac_critic_loss(
     q_pred: torch.Tensor,
     q_next: torch.Tensor,

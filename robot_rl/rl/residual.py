@@ -225,6 +225,11 @@ class ResidualTD3(nn.Module):
     def episode_done(self, done: torch.Tensor) -> None:
         """Nothing per episode: the env wrapper resets the base policy's queue."""
 
+    @property
+    def updates_per_learn(self) -> int:
+        """Gradient updates in one ``learn`` call."""
+        return self.cfg.utd
+
     def learn(self, sample) -> dict[str, torch.Tensor]:
         self.learn_calls += 1
         self._set_authority()

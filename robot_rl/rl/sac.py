@@ -112,6 +112,11 @@ class SAC(nn.Module):
         )
         self.train_step = FastStep(self.losses, self.optimizer, cfg)
 
+    @property
+    def updates_per_learn(self) -> int:
+        """Gradient updates in one ``learn`` call."""
+        return self.cfg.utd
+
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One env step's worth of learning: ``utd`` critic updates, the actor on the last.
         ``sample(batch_size)`` returns a batch."""

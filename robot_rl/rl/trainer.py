@@ -364,7 +364,7 @@ class Trainer:
                 ready = ready or bool(self.replay.valid_starts().any(1).all())
                 if learning and ready:
                     metrics = self.agent.learn(self.sample)
-                    self.n_updates += 1
+                    self.n_updates += self.agent.updates_per_learn
                     self._check_losses(metrics)
                 if self.step - last_log >= cfg.log_every:
                     stats = self._log(
@@ -406,8 +406,9 @@ class Trainer:
         for k, v in metrics.items():
             self.writer.add_scalar(k, float(v), self.step)
         self.writer.add_scalar("perf/env_steps_per_s", steps_per_s, self.step)
-        self.writer.add_scalar("perf/updates_per_s", self.n_updates / seconds, self.step)
-        stats = f"{steps_per_s:.0f} sps"
+        updates_per_s = self.n_updates / seconds
+        self.writer.add_scalar("perf/updates_per_s", updates_per_s, self.step)
+        stats = f"{steps_per_s:.0f} sps | {updates_per_s:.0f} updates/s"
         if self.recent:
             returns, successes = np.mean(self.recent, axis=0)
             self.writer.add_scalar("train/return", returns, self.step)
