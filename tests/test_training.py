@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import gymnasium as gym
@@ -53,11 +54,14 @@ def test_train_writes_checkpoint_curves_and_tensorboard(tmp_path):
     assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("*.pkl"))
 
 
-def test_checkpoint_reproduces_actions_in_a_fresh_process(tmp_path):
-    _, run_dir = run(tiny(tmp_path))
+TINY_FASTTD3 = FastTD3Config(actor_hidden=[32], critic_hidden=[64], batch_size=64)
+
+
+@pytest.mark.parametrize("algo", [TINY_SAC, TINY_FASTTD3], ids=["sac", "fasttd3"])
+def test_checkpoint_reproduces_the_trained_agents_actions_in_a_fresh_process(tmp_path, algo):
+    trainer, run_dir = run(tiny(tmp_path, algo=algo))
     obs = torch.linspace(-1, 1, 12).reshape(4, 3)
-    agent, _, _ = load_agent(run_dir / "checkpoint")
-    here = agent.act({"state": obs}, deterministic=True)
+    here = trainer.agent.act({"state": obs}, deterministic=True)  # the agent that trained
     code = (
         "import sys, torch; from robot_rl.rl.trainer import load_agent;"
         "a, _, _ = load_agent(sys.argv[1]);"
@@ -76,19 +80,25 @@ def test_checkpoint_reproduces_actions_in_a_fresh_process(tmp_path):
 
 
 def test_resume_continues_with_replay_intact(tmp_path):
-    trainer, run_dir = run(tiny(tmp_path, total_steps=200, eval_every=100))
+    # stopped mid-episode (Pendulum's run 200 steps): the newest transition has no next
+    # observation, and the resumed run, which starts a new episode, must not supply one
+    trainer, run_dir = run(tiny(tmp_path, total_steps=180, eval_every=90))
     saved = trainer.replay.state_dict()
-    resumed = Trainer(tiny(tmp_path, total_steps=300, eval_every=100, resume=str(run_dir)))
+    resumed = Trainer(tiny(tmp_path, total_steps=270, eval_every=90, resume=str(run_dir)))
     try:
-        assert resumed.step == 200
+        assert resumed.step == 180
+        restored = {k: v.clone() for k, v in resumed.replay.state_dict().items()}
+        assert bool(saved["has_action"][0, 179]) and not bool(restored["has_action"][0, 179])
+        restored["has_action"][0, 179] = True
         for key, value in saved.items():
-            assert torch.equal(resumed.replay.state_dict()[key], value), key
+            assert torch.equal(restored[key], value), key
         resumed.run()
-        assert resumed.step == 300
+        assert resumed.step == 270
+        assert not bool(resumed.replay.has_action[0, 179])  # dropped, not bridged
     finally:
         resumed.close()
     steps = [int(r.split(",")[0]) for r in (run_dir / "eval.csv").read_text().splitlines()[1:]]
-    assert steps == [100, 200, 300]
+    assert steps == [90, 180, 270]
 
 
 def test_best_checkpoint_holds_the_best_evaluation_and_survives_resume(tmp_path):
@@ -155,7 +165,7 @@ def test_fasttd3_refuses_an_empty_support():
 
 @pytest.mark.parametrize(
     "algo, num_envs",
-    [(TINY_SAC, 1), (FastTD3Config(actor_hidden=[32], critic_hidden=[64], batch_size=64), 4)],
+    [(TINY_SAC, 1), (TINY_FASTTD3, 4)],
     ids=["rlpd", "fasttd3"],
 )
 def test_learners_train_from_demos_on_our_task(tmp_path, algo, num_envs):
@@ -377,14 +387,61 @@ def test_sac_from_pixels_runs_end_to_end(tmp_path):
     assert trainer.replay.obs["front"].dtype == torch.uint8  # frames stored as uint8
 
 
-def test_non_finite_loss_is_reported_with_the_step(tmp_path):
+def test_non_finite_loss_stops_training_with_the_step(tmp_path, monkeypatch):
     trainer = Trainer(tiny(tmp_path))
+    learn = trainer.agent.learn
+
+    def learn_with_a_broken_critic_from_step_150(sample):
+        if trainer.step == 150:
+            with torch.no_grad():
+                trainer.agent.critic.head.bias.fill_(float("nan"))
+        return learn(sample)
+
+    monkeypatch.setattr(trainer.agent, "learn", learn_with_a_broken_critic_from_step_150)
     try:
-        trainer.step = 123
-        with pytest.raises(FloatingPointError, match="loss/critic became nan at env step 123"):
-            trainer._check_losses({"loss/critic": torch.tensor(float("nan"))})
+        with pytest.raises(FloatingPointError, match="loss/critic became nan at env step 150"):
+            trainer.run()
     finally:
         trainer.close()
+
+
+def test_loop_redraws_fasttd3_noise_only_for_the_envs_whose_episode_ended(tmp_path, monkeypatch):
+    lengths = [7, 11]  # the two training envs' episodes; the eval env keeps Pendulum's 200
+    gym.register(
+        "TwoLengthPendulum-v0",
+        entry_point=lambda: gym.make(
+            "Pendulum-v1", max_episode_steps=lengths.pop(0) if lengths else 200
+        ),
+    )
+    algo = FastTD3Config(actor_hidden=[8], critic_hidden=[8], atoms=11, batch_size=8)
+    cfg = tiny(
+        tmp_path,
+        algo=algo,
+        task="gym:TwoLengthPendulum-v0",
+        num_envs=2,
+        total_steps=80,
+        learning_starts=0,
+        eval_episodes=1,
+    )
+    trainer = Trainer(cfg)
+    stds, act = [], trainer.agent.act
+
+    def act_and_record(obs, deterministic=False):
+        if not deterministic:  # exploring: the noise std this env step acts with
+            stds.append(trainer.agent.noise_std.clone())
+        return act(obs, deterministic)
+
+    monkeypatch.setattr(trainer.agent, "act", act_and_record)
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    assert len(stds) == 40
+    # act call t follows t env steps: its std differs from call t-1's where an episode ended
+    # at step t, i.e. every 7th step for env 0 and every 11th for env 1, and nowhere else
+    changed = torch.stack([now != before for before, now in pairwise(stds)])
+    ended = torch.tensor([[t % 7 == 0, t % 11 == 0] for t in range(1, 40)])
+    assert torch.equal(changed, ended)
 
 
 class _TwoSpeedEnv:
