@@ -14,40 +14,55 @@ from robot_rl.batched_env import BatchedEnv
 GYM_PREFIX = "gym:"
 
 
-def _flat_box(space: gym.Space, where: str) -> None:
+def learner_obs_space(space: gym.Space, where: str) -> gym.spaces.Box:
+    """A gymnasium observation space as the learners take it: a uint8 (S, S, 3) Box is a camera
+    image (the conv encoder's input); any other Box becomes a flat float32 vector."""
     if not isinstance(space, gym.spaces.Box):
         raise ValueError(f"{where} must be a Box, got {type(space).__name__}")
+    if space.dtype == np.uint8 and len(space.shape) == 3:
+        height, width, channels = space.shape
+        if channels != 3 or height != width:
+            raise ValueError(
+                f"{where} is a uint8 {space.shape} image; the conv encoder takes square RGB "
+                "images, (S, S, 3) height-width-channels"
+            )
+        return space
+    return gym.spaces.Box(-np.inf, np.inf, (int(np.prod(space.shape)),), np.float32)
 
 
 class GymBatchedEnv(BatchedEnv):
     """N gymnasium envs stepped in turn, same-step autoreset; actions in [-1, 1] are rescaled to
-    the env's bounds. Box observations become ``{"state": obs}``; Dict observations keep keys."""
+    the env's bounds. Box observations become ``{"state": obs}``; Dict observations keep keys;
+    each is an image or a flat vector (``learner_obs_space``)."""
 
     def __init__(
         self, env_id: str, num_envs: int, device: str | torch.device = "cpu", **kwargs: Any
     ):
-        self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+        try:
+            self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+        except TypeError as exc:  # a keyword the env's constructor does not take
+            raise ValueError(f"{env_id} does not take the settings {kwargs}: {exc}") from exc
         space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Box):
             raise ValueError(
                 f"{env_id} has a {type(space).__name__} action space; the "
                 "learners need a continuous (Box) one"
             )
+        if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+            raise ValueError(
+                f"{env_id} has unbounded actions ({space}); the learners act in [-1, 1] scaled "
+                "to the bounds: give it finite ones (e.g. gymnasium.wrappers.ClipAction)"
+            )
         obs_space = self.envs[0].observation_space
         if isinstance(obs_space, gym.spaces.Dict):
-            for key, sub in obs_space.spaces.items():
-                _flat_box(sub, f"{env_id} observation {key!r}")
             self._keys = None
             spaces = dict(obs_space.spaces)
         else:
-            _flat_box(obs_space, f"{env_id} observation")
             self._keys = "state"
             spaces = {"state": obs_space}
         self.single_observation_space = gym.spaces.Dict(
             {
-                k: gym.spaces.Box(-np.inf, np.inf, s.shape, np.float32)
-                if s.dtype != np.uint8
-                else s
+                k: learner_obs_space(s, f"{env_id} observation" + (f" {k!r}" if self._keys else ""))
                 for k, s in spaces.items()
             }
         )
@@ -63,7 +78,8 @@ class GymBatchedEnv(BatchedEnv):
     def _stack(self, items: list[dict]) -> dict[str, torch.Tensor]:
         out = {}
         for key, space in self.single_observation_space.spaces.items():
-            arr = np.stack([np.asarray(i[key]) for i in items]).astype(space.dtype)
+            arr = np.stack([np.asarray(i[key]).reshape(space.shape) for i in items])
+            arr = arr.astype(space.dtype)
             out[key] = torch.from_numpy(arr).to(self.device)
         return out
 
@@ -120,6 +136,11 @@ def make_env(
 ) -> BatchedEnv:
     overrides = dict(overrides or {})
     if task.startswith(GYM_PREFIX):
+        if obs != "state":
+            raise ValueError(
+                f"obs={obs} picks the cameras of our tasks; {task} gives its own observations "
+                "(uint8 (S, S, 3) ones go through the conv encoder): leave obs at state"
+            )
         return GymBatchedEnv(task[len(GYM_PREFIX) :], num_envs, device, **overrides)
     from robot_rl.sim.batched import MujocoBatchedEnv
 
