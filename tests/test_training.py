@@ -1,6 +1,8 @@
 """End-to-end training runs, checkpoints, resume, and bad input."""
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from itertools import pairwise
@@ -241,6 +243,20 @@ def test_nan_final_observation_stops_training_with_the_step(tmp_path):
         FloatingPointError, match=r"non-finite final observation 'state' at env step 24"
     ):
         run(tiny(tmp_path, task="gym:NaNEndPendulum-v0"))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"algo": dataclasses.replace(TINY_SAC, utd=0)}, "at least 1: {'algo.utd': 0}"),
+        ({"algo": dataclasses.replace(TINY_FASTTD3, policy_delay=0)}, "'algo.policy_delay': 0"),
+        ({"eval_episodes": 0}, "at least 1: {'eval_episodes': 0}"),
+        ({"demo_fraction": 1.5}, "demo_fraction is a share of each batch in [0, 1]"),
+    ],
+)
+def test_settings_out_of_range_are_refused(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Trainer(tiny(tmp_path, **settings))
 
 
 def test_discrete_action_space_is_refused(tmp_path):

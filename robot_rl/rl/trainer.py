@@ -168,6 +168,25 @@ def eval_score(result: dict[str, float]) -> tuple[float, float]:
     return (0.0 if math.isnan(success) else success), result["return_mean"]
 
 
+COUNTS = ("total_steps", "eval_every", "eval_episodes", "log_every")
+ALGO_COUNTS = ("utd", "updates_per_step", "policy_delay", "actor_every", "batch_size", "n_step")
+"""Settings that are counts of at least 1 (those of the learner where it has them): at 0 a run
+would go on without learning, evaluating or logging, and say nothing."""
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Refuse settings out of their range, naming each."""
+    counts = {k: getattr(cfg, k) for k in COUNTS}
+    counts |= {f"algo.{k}": getattr(cfg.algo, k, None) for k in ALGO_COUNTS}
+    wrong = {k: v for k, v in counts.items() if v is not None and v < 1}
+    if wrong:
+        raise ValueError(f"these settings must be at least 1: {wrong}")
+    if not 0.0 <= cfg.demo_fraction <= 1.0:
+        raise ValueError(
+            f"demo_fraction is a share of each batch in [0, 1], not {cfg.demo_fraction}"
+        )
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.env = self.eval_env = None
@@ -178,6 +197,7 @@ class Trainer:
             raise
 
     def _build(self, cfg: TrainConfig) -> None:
+        check_settings(cfg)
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
