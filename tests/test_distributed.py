@@ -16,31 +16,32 @@ from robot_rl.rl.distributed import (
     WeightSubscriber,
     decode_transition,
     encode_transition,
+    store_received,
 )
+from robot_rl.rl.replay import ReplayBuffer
 from robot_rl.rl.sac import SAC, SACConfig
 
-CFG = SACConfig(num_critics=2, hidden=[16])
+CFG = SACConfig(num_critics=2, hidden=[16], compile="off")
 
 ACTOR = textwrap.dedent("""
-    import sys, time, torch, gymnasium as gym
-    from robot_rl.rl.distributed import TransitionSender, WeightSubscriber
+    import sys, time, torch
+    from robot_rl.rl.distributed import TransitionSender, WeightSubscriber, env_step_message
+    from robot_rl.rl.envs import make_env
     from robot_rl.rl.sac import SAC, SACConfig
     host, port, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    agent = SAC(SACConfig(num_critics=2, hidden=[16]), {"state": (3,)}, 1)
+    agent = SAC(SACConfig(num_critics=2, hidden=[16], compile="off"), {"state": (3,)}, 1)
     sub = WeightSubscriber(weights, agent)
     sender = TransitionSender((host, port))
-    env = gym.make("Pendulum-v1")
+    env = make_env("gym:Pendulum-v1", 2, overrides={"max_episode_steps": 50})
     obs, _ = env.reset(seed=0)
-    deadline = time.time() + 60
-    for t in range(200):
+    for t in range(100):
         sub.poll()  # new weights between steps, without stopping
-        o = torch.as_tensor(obs, dtype=torch.float32)[None]
-        action = agent.act({"state": o})
-        obs, reward, term, trunc, _ = env.step(2 * action[0].numpy())
-        sender.send({"obs": {"state": o}, "action": action,
-                     "reward": torch.tensor([reward], dtype=torch.float32),
-                     "version": torch.tensor([sub.version])})
-        time.sleep(0.01)
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        step = env_step_message(obs, action, reward, terminated, truncated, info["final_obs"])
+        sender.send({**step, "version": torch.tensor([sub.version])})
+        obs = next_obs
+        time.sleep(0.02)
     sender.close()
 """)
 
@@ -71,8 +72,9 @@ def test_snapshots_are_versioned_and_picked_up(tmp_path):
     assert len(list(tmp_path.glob("weights-*.safetensors"))) == 2  # old ones rotated away
 
 
-def test_actor_process_streams_transitions_and_follows_new_weights(tmp_path):
+def test_learner_stores_an_actor_processs_env_steps_learns_and_the_actor_follows(tmp_path):
     learner = SAC(CFG, {"state": (3,)}, 1)
+    replay = ReplayBuffer({"state": ((3,), torch.float32)}, 1, num_envs=2, capacity_per_env=200)
     pub = WeightPublisher(tmp_path / "weights")
     pub.publish(learner)
     receiver = TransitionReceiver()
@@ -80,24 +82,36 @@ def test_actor_process_streams_transitions_and_follows_new_weights(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", ACTOR, host, str(port), str(tmp_path / "weights")]
     )
+    versions, updates = [], 0
     try:
         receiver.accept()
-        versions = []
-        while len(versions) < 200:
-            if receiver.poll(30):
-                t = receiver.receive()
-                versions.append(int(t["version"][0]))
-                assert t["obs"]["state"].shape == (1, 3)
-                if len(versions) % 50 == 0:
-                    pub.publish(learner)  # the learner publishes while the actor runs
-            else:
+        while len(versions) < 100:
+            if not receiver.poll(30):
                 raise AssertionError("actor went quiet")
+            for step in store_received(receiver, replay):
+                versions.append(int(step["version"][0]))
+                if len(versions) % 25 == 0:
+                    pub.publish(learner)  # the learner publishes while the actor runs
+            if bool(replay.valid_starts().any(1).all()):
+                learner.learn(replay.sample)
+                updates += 1
         assert proc.wait(timeout=60) == 0
+        with pytest.raises(PeerGone, match="every transition received before this"):
+            store_received(receiver, replay)
     finally:
         receiver.close()
         proc.kill()
+    assert updates > 0
     assert versions[0] == 1 and max(versions) >= 3
     assert versions == sorted(versions)  # versions only move forward
+    # every step is in the replay as the in-process trainer would store it: two envs of 100
+    # steps, each ending two 50-step episodes at the time limit (bootstrapping from its final
+    # observation, written to the slot after the last step)
+    assert replay.total.tolist() == [102, 102]
+    assert int(replay.valid_starts().sum()) == 200
+    ends = replay.truncated.nonzero()
+    assert ends[:, 1].tolist() == [49, 100, 49, 100] and not bool(replay.terminated.any())
+    assert not bool(replay.has_action[ends[:, 0], ends[:, 1] + 1].any())
 
 
 def connected_pair() -> tuple[TransitionReceiver, TransitionSender]:

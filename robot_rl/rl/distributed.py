@@ -2,6 +2,8 @@
 
 - Transitions go actor -> learner as safetensors bytes over a ``multiprocessing`` connection
   (``send_bytes``/``recv_bytes``: raw bytes, never pickle).
+- Each message is one batched env step in the replay's layout (``env_step_message``); the
+  learner moves what has arrived into its replay with ``store_received`` between updates.
 - Weights go learner -> actor as versioned safetensors snapshots in a directory: the learner
   writes ``weights-<version>.safetensors`` atomically and then points ``LATEST`` at it; the actor
   polls and loads a newer snapshot between steps, without stopping.
@@ -18,6 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, load_file, save, save_file
 from torch import nn
+
+from robot_rl.rl.replay import ReplayBuffer
 
 LATEST = "LATEST"
 
@@ -46,6 +50,48 @@ def decode_transition(data: bytes) -> dict:
         else:
             out[head] = value
     return out
+
+
+def env_step_message(
+    obs: dict[str, torch.Tensor],
+    action: torch.Tensor,
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_obs: dict[str, torch.Tensor],
+) -> dict:
+    """One step of the actor's N envs as ``ReplayBuffer.add`` takes it: the observations acted
+    on, the actions (N, A), reward/terminated/truncated (N,), and ``info["final_obs"]``."""
+    return {
+        "obs": obs,
+        "action": action,
+        "reward": reward,
+        "terminated": terminated,
+        "truncated": truncated,
+        "final_obs": final_obs,
+    }
+
+
+def store_received(
+    receiver: TransitionReceiver, replay: ReplayBuffer, limit: int = 10_000
+) -> list[dict]:
+    """Learner side: move the env steps waiting on ``receiver`` (at most ``limit``) into
+    ``replay``, in the order sent; returns them (with any other entries the actor added, e.g.
+    the version of the weights it acted with). ``PeerGone`` once the actor has gone and
+    everything it sent is stored."""
+    stored = []
+    while len(stored) < limit and receiver.poll():
+        step = receiver.receive()
+        replay.add(
+            step["obs"],
+            step["action"],
+            step["reward"],
+            step["terminated"],
+            step["truncated"],
+            step["final_obs"],
+        )
+        stored.append(step)
+    return stored
 
 
 class WeightPublisher:
