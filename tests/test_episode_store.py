@@ -1,6 +1,7 @@
 """The zarr episode store: round trip, schema checks, and survival of interruptions."""
 
 import json
+import shutil
 import signal
 
 import numpy as np
@@ -74,10 +75,11 @@ def test_store_cut_short_mid_episode_keeps_completed_episodes(tmp_path):
     store = open_store(tmp_path / "d.zarr", steps, final)
     store.add_episode(steps, final)
     partial, _ = episode(rng, 3)
-    for key, value in partial.items():  # half-written episode: data grew, ends did not
-        arr = store.root["data"][key]
-        arr.resize((9, *arr.shape[1:]))
-        arr[6:9] = value
+    with zarr.config.set({"array.write_empty_chunks": True}):  # as add_episode writes
+        for key, value in partial.items():  # half-written episode: data grew, ends did not
+            arr = store.root["data"][key]
+            arr.resize((9, *arr.shape[1:]))
+            arr[6:9] = value
     ends = store.root["meta"]["episode_ends"]
     ends.resize((2,))  # the new end entry exists but was never written (reads as 0)
     reopened = EpisodeStore(tmp_path / "d.zarr", mode="r+")
@@ -129,6 +131,67 @@ def test_corrupt_episode_end_chunk_drops_only_that_episode(tmp_path):
     chunk = tmp_path / "d.zarr" / "meta" / "episode_ends" / "c" / "2"
     chunk.write_bytes(chunk.read_bytes()[:3])  # a write cut short
     assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 2
+
+
+def test_a_middle_episode_end_that_cannot_be_read_is_an_error_not_a_shorter_store(tmp_path):
+    rng = np.random.default_rng(3)
+    steps, final = episode(rng, 3, image=False)
+    store = open_store(tmp_path / "d.zarr", steps, final)
+    for _ in range(3):
+        store.add_episode(*episode(rng, 3, image=False))
+    chunk = tmp_path / "d.zarr" / "meta" / "episode_ends" / "c" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:3])
+    with pytest.raises(StoreError, match="corrupt: episode end 1 of 3 .* episodes 0..0 read fine"):
+        EpisodeStore(tmp_path / "d.zarr")
+
+
+def damaged_store(tmp_path):
+    """Two episodes whose reward and flags are all zero: chunks of nothing but the fill value,
+    which zarr would not write by default."""
+    rng = np.random.default_rng(5)
+    store = None
+    for _ in range(2):
+        steps, final = episode(rng, 4)
+        for key in ("reward", "terminated", "truncated"):
+            steps[key] = np.zeros_like(steps[key])
+        store = store or open_store(tmp_path / "d.zarr", steps, final)
+        store.add_episode(steps, final)
+    assert EpisodeStore(tmp_path / "d.zarr").num_episodes == 2  # intact: it opens
+    return tmp_path / "d.zarr"
+
+
+@pytest.mark.parametrize("chunk", ["data/reward/c/0", "data/front/c/5/0/0/0", "final/state/c/0/0"])
+def test_a_missing_chunk_is_refused_not_read_as_zeros(tmp_path, chunk):
+    path = damaged_store(tmp_path)
+    (path / chunk).unlink()
+    group, key = chunk.split("/")[:2]
+    with pytest.raises(StoreError, match=f"corrupt: {group}/{key} has 1 of its .* chunks missing"):
+        EpisodeStore(path)
+
+
+def test_an_unreadable_chunk_or_a_missing_array_is_a_clear_error(tmp_path):
+    path = damaged_store(tmp_path)
+    chunk = path / "data" / "front" / "c" / "6" / "0" / "0" / "0"
+    chunk.write_bytes(b"garbage" + chunk.read_bytes()[7:])
+    store = EpisodeStore(path)
+    store.episode(0)  # the other episode still reads
+    with pytest.raises(StoreError, match="corrupt: cannot read episode 1"):
+        store.episode(1)
+    shutil.rmtree(path / "data" / "action")
+    with pytest.raises(StoreError, match=r"arrays data/\['action'\] are missing"):
+        EpisodeStore(path)
+
+
+def test_writing_a_store_over_other_files_is_refused_and_leaves_them(tmp_path):
+    steps, final = episode(np.random.default_rng(6), 3)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    (tmp_path / "a_file").write_text("mine too")
+    for path in (tmp_path / "notes", tmp_path / "a_file"):
+        with pytest.raises(StoreError, match="exists and is not an episode store"):
+            open_store(path, steps, final)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "a_file").read_text() == "mine too"
 
 
 def test_not_a_store_gives_a_clear_error(tmp_path):

@@ -9,13 +9,16 @@ Writes are append-only per finished episode: data first, then final/, and episod
 chunk per entry. A store interrupted at any point (Ctrl-C, kill) therefore still reads back every
 episode whose end was recorded; rows past the last recorded end are ignored and overwritten by the
 next append. Ctrl-C during an episode's write is deferred until that episode is complete.
+
+Damage is refused, not read around: every chunk is written, even one that holds only the fill
+value (stores that say ``every_chunk_written``), so a chunk missing under the recorded episodes
+is an error rather than zeros; so is an unreadable chunk, or an episode end other than the last
+that cannot be read (only the last can be cut short by a kill).
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,18 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from robot_rl.interrupts import defer_sigint
+
 FORMAT = "robot_rl.episodes/1"
 STEP_KEYS = ("action", "reward", "terminated", "truncated")
+EVERY_CHUNK = "every_chunk_written"
+"""Store attribute: chunks equal to the fill value are written too (zarr skips them by
+default), so a chunk missing from the files is damage."""
+
+
+def _writing():
+    """zarr's setting for every write to a store: write all chunks (see ``EVERY_CHUNK``)."""
+    return zarr.config.set({"array.write_empty_chunks": True})
 
 
 class StoreError(ValueError):
@@ -49,24 +62,6 @@ def _chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
     return (max(1, 2**16 // max(1, int(np.prod(shape)))), *shape)
 
 
-@contextlib.contextmanager
-def _defer_sigint():
-    """Hold Ctrl-C until the block finishes, then hand it to the handler that was in place
-    (KeyboardInterrupt by default; nothing where SIGINT is ignored, as in a background job).
-    Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    previous = signal.signal(signal.SIGINT, lambda *a: pending.append(a))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            signal.raise_signal(signal.SIGINT)
-
-
 class EpisodeStore:
     """Read and append episodes. ``EpisodeStore(path)`` opens an existing store for reading;
     ``EpisodeStore.create_or_append(...)`` opens one for writing."""
@@ -87,7 +82,13 @@ class EpisodeStore:
             )
         self.schema: dict[str, dict] = self.attrs["schema"]
         self.final_schema: dict[str, dict] = self.attrs["final_schema"]
+        for group, keys in (("data", self.schema), ("final", self.final_schema)):
+            missing = [k for k in keys if k not in self.root[group]]
+            if missing:
+                raise StoreError(f"{self.path} is corrupt: arrays {group}/{missing} are missing")
         self.episode_ends = self._valid_episode_ends()
+        if self.attrs.get(EVERY_CHUNK):
+            self._check_chunks()
 
     # -- writing -------------------------------------------------------------------------------
     @classmethod
@@ -99,6 +100,12 @@ class EpisodeStore:
         path = Path(path)
         if (path / "zarr.json").exists():
             store = cls(path, mode="r+")
+            for key in ("task", "obs_mode"):
+                if store.attrs.get(key) != attrs.get(key):
+                    raise StoreError(
+                        f"cannot append to {path}: store has {key}="
+                        f"{store.attrs.get(key)!r}, new data has {attrs.get(key)!r}"
+                    )
             for name, have, want in (
                 ("step", store.schema, schema),
                 ("final", store.final_schema, final_schema),
@@ -113,13 +120,10 @@ class EpisodeStore:
                         f"cannot append to {path}: its {name} schema differs "
                         f"(key: (in store, new)) {diff}"
                     )
-            for key in ("task", "obs_mode"):
-                if store.attrs.get(key) != attrs.get(key):
-                    raise StoreError(
-                        f"cannot append to {path}: store has {key}="
-                        f"{store.attrs.get(key)!r}, new data has {attrs.get(key)!r}"
-                    )
             return store
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            # zarr's "w" would delete what is there
+            raise StoreError(f"{path} exists and is not an episode store: choose another path")
         root = zarr.open_group(str(path), mode="w")
         compressor = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
         for group, spec in (("data", schema), ("final", final_schema)):
@@ -137,7 +141,13 @@ class EpisodeStore:
             "episode_ends", shape=(0,), chunks=(1,), dtype=np.int64, fill_value=0
         )
         root.attrs.update(
-            {**attrs, "format": FORMAT, "schema": schema, "final_schema": final_schema}
+            {
+                **attrs,
+                "format": FORMAT,
+                "schema": schema,
+                "final_schema": final_schema,
+                EVERY_CHUNK: True,
+            }
         )
         return cls(path, mode="r+")
 
@@ -156,7 +166,7 @@ class EpisodeStore:
         length = lengths.pop()
         start = int(self.episode_ends[-1]) if len(self.episode_ends) else 0
         count = len(self.episode_ends)
-        with _defer_sigint():
+        with defer_sigint(), _writing():
             for key, value in steps.items():
                 arr = self.root["data"][key]
                 arr.resize((start + length, *arr.shape[1:]))
@@ -172,7 +182,8 @@ class EpisodeStore:
 
     # -- reading -------------------------------------------------------------------------------
     def _valid_episode_ends(self) -> np.ndarray:
-        """The longest prefix of recorded ends that is consistent with the data arrays."""
+        """The recorded ends consistent with the data arrays: all of them, or all but the last
+        where a kill cut its append short."""
         arr = self.root["meta"]["episode_ends"]
         ends: list[int] = []
         limit = min([self.root["data"][k].shape[0] for k in self.schema] or [0])
@@ -180,12 +191,36 @@ class EpisodeStore:
         for i in range(arr.shape[0]):
             try:
                 end = int(arr[i])
-            except Exception:  # a chunk cut short by a kill: stop at the last good episode
-                break
-            if end <= (ends[-1] if ends else 0) or end > limit or i >= finals:
-                break
+            except Exception:
+                end = None
+            if end is None or end <= (ends[-1] if ends else 0) or end > limit or i >= finals:
+                if i == arr.shape[0] - 1:
+                    break  # the last append, cut short: the store ends at the episode before
+                raise StoreError(
+                    f"{self.path} is corrupt: episode end {i} of {arr.shape[0]} is unreadable or "
+                    f"inconsistent ({end}); episodes 0..{i - 1} read fine"
+                )
             ends.append(end)
         return np.asarray(ends, dtype=np.int64)
+
+    def _check_chunks(self) -> None:
+        """Refuse a store with a chunk missing under its recorded episodes (it would read as
+        zeros)."""
+        rows = {"data": self.num_steps, "final": self.num_episodes}
+        for group, keys in (("data", self.schema), ("final", self.final_schema)):
+            for key in keys:
+                arr = self.root[group][key]
+                chunk_dir = self.path / group / key / "c"
+                inner = ["0"] * (arr.ndim - 1)  # one chunk spans every axis but time
+                count = -(-rows[group] // arr.chunks[0])
+                missing = [
+                    i for i in range(count) if not chunk_dir.joinpath(str(i), *inner).exists()
+                ]
+                if missing:
+                    raise StoreError(
+                        f"{self.path} is corrupt: {group}/{key} has {len(missing)} of its "
+                        f"{count} chunks missing (first: {missing[0]}), which would read as zeros"
+                    )
 
     @property
     def num_episodes(self) -> int:
@@ -204,10 +239,19 @@ class EpisodeStore:
         if not 0 <= index < self.num_episodes:
             raise IndexError(f"episode {index} of {self.num_episodes}")
         sl = self.episode_slice(index)
-        steps = {k: self.root["data"][k][sl] for k in self.schema}
-        final = {k: self.root["final"][k][index] for k in self.final_schema}
+        with self._reading(f"episode {index}"):
+            steps = {k: self.root["data"][k][sl] for k in self.schema}
+            final = {k: self.root["final"][k][index] for k in self.final_schema}
         return steps, final
 
     def array(self, key: str) -> np.ndarray:
         """All recorded steps of ``key``, (T_total, ...)."""
-        return self.root["data"][key][: self.num_steps]
+        with self._reading(f"data/{key}"):
+            return self.root["data"][key][: self.num_steps]
+
+    @contextlib.contextmanager
+    def _reading(self, what: str):
+        try:
+            yield
+        except Exception as exc:  # a damaged chunk: zarr and its codecs raise several types
+            raise StoreError(f"{self.path} is corrupt: cannot read {what}: {exc}") from exc
