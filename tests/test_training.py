@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+import signal
 import subprocess
 import sys
 from itertools import pairwise
@@ -101,6 +102,45 @@ def test_resume_continues_with_replay_intact(tmp_path):
         resumed.close()
     steps = [int(r.split(",")[0]) for r in (run_dir / "eval.csv").read_text().splitlines()[1:]]
     assert steps == [90, 180, 270]
+
+
+def test_a_new_run_does_not_write_over_another(tmp_path):
+    _, run_dir = run(tiny(tmp_path, total_steps=150))
+    before = (run_dir / "eval.csv").read_text()
+    with pytest.raises(ValueError, match="already holds a run: continue it with resume="):
+        Trainer(tiny(tmp_path))
+    assert (run_dir / "eval.csv").read_text() == before
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a run directory"):
+        Trainer(tiny(tmp_path, out=str(tmp_path / "a_file")))
+
+
+def test_ctrl_c_saves_a_checkpoint_of_the_whole_step_it_lands_in(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(tmp_path, total_steps=400, eval_every=1000))
+    learn, learned_at = trainer.agent.learn, []
+
+    def ctrl_c_then_learn(sample):
+        if trainer.step == 150:
+            signal.raise_signal(signal.SIGINT)  # held back until this step is done
+        learned_at.append(trainer.step)
+        return learn(sample)
+
+    monkeypatch.setattr(trainer.agent, "learn", ctrl_c_then_learn)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="checkpoint saved at env step 150"):
+            trainer.run()
+    finally:
+        trainer.close()
+    assert learned_at[-1] == 150  # the step it landed in was learned from, then it stopped
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "checkpoint" / "config.json").read_text())["step"] == 150
+    resumed = Trainer(tiny(tmp_path, total_steps=200, eval_every=1000, resume=str(run_dir)))
+    try:
+        assert resumed.step == 150 and int(resumed.replay.total[0]) == 150
+        resumed.run()
+        assert resumed.step == 200
+    finally:
+        resumed.close()
 
 
 def test_best_checkpoint_holds_the_best_evaluation_and_survives_resume(tmp_path):
@@ -252,11 +292,39 @@ def test_nan_final_observation_stops_training_with_the_step(tmp_path):
         ({"algo": dataclasses.replace(TINY_FASTTD3, policy_delay=0)}, "'algo.policy_delay': 0"),
         ({"eval_episodes": 0}, "at least 1: {'eval_episodes': 0}"),
         ({"demo_fraction": 1.5}, "demo_fraction is a share of each batch in [0, 1]"),
+        ({"replay_capacity": 0}, "at least 1: {'replay_capacity': 0}"),
+        ({"num_envs": -2}, "num_envs is a count (0: the learner's default), not -2"),
+        ({"algo": dataclasses.replace(TINY_SAC, gamma=1.5)}, "a discount in (0, 1], not 1.5"),
+        ({"base": "runs/bc/policy"}, "algo=sac trains from scratch: drop base="),
+        ({"device": "gpu"}, "device=gpu is not a device"),
     ],
 )
 def test_settings_out_of_range_are_refused(tmp_path, settings, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Trainer(tiny(tmp_path, **settings))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")
+def test_cuda_without_a_gpu_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="sees no CUDA GPU: use device=cpu"):
+        Trainer(tiny(tmp_path, device="cuda"))
+
+
+def test_resume_needs_steps_left_and_damaged_files_are_named(tmp_path):
+    _, run_dir = run(tiny(tmp_path, total_steps=150))
+    with pytest.raises(ValueError, match="is already at env step 150: give a total_steps above"):
+        Trainer(tiny(tmp_path, total_steps=100, resume=str(run_dir)))
+    replay = run_dir / "replay.safetensors"
+    replay.write_bytes(replay.read_bytes()[:100])
+    with pytest.raises(ValueError, match="replay.safetensors is damaged .* move it away"):
+        Trainer(tiny(tmp_path, total_steps=300, resume=str(run_dir)))
+    weights = run_dir / "checkpoint" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="model.safetensors is damaged"):
+        SavedRun.load(run_dir)
+    (run_dir / "checkpoint" / "config.json").write_text('{"train": ')
+    with pytest.raises(ValueError, match="config.json is damaged"):
+        SavedRun.load(run_dir)
 
 
 def test_discrete_action_space_is_refused(tmp_path):

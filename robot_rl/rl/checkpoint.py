@@ -73,11 +73,29 @@ def save_checkpoint(directory: str | Path, module: nn.Module, config: dict[str, 
     return directory
 
 
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The config of a checkpoint directory; a clear error where it is missing or damaged."""
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        raise FileNotFoundError(f"{directory} is not a checkpoint (needs {WEIGHTS} and {CONFIG})")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged (not JSON: {exc})") from exc
+
+
+def read_safetensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a clear error where it is damaged or cut short."""
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own error type, or OSError
+        raise ValueError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+
+
 def read_checkpoint(directory: str | Path, device: str = "cpu"):
     """(tensors, config) of a checkpoint directory."""
     directory = Path(directory)
-    if not (directory / WEIGHTS).exists() or not (directory / CONFIG).exists():
+    if not (directory / WEIGHTS).exists():
         raise FileNotFoundError(f"{directory} is not a checkpoint (needs {WEIGHTS} and {CONFIG})")
-    return load_file(str(directory / WEIGHTS), device=device), json.loads(
-        (directory / CONFIG).read_text()
-    )
+    config = read_config(directory)
+    return read_safetensors(directory / WEIGHTS, device), config

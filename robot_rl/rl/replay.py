@@ -199,9 +199,15 @@ class ReplayBuffer:
         """Restore a saved buffer, its streams cut (``cut_streams``): a run that writes on
         starts new episodes. A buffer that never wrapped loads into any capacity that holds it
         (a resumed run may be longer); one that wrapped needs its own capacity."""
-        with safe_open(str(path), framework="pt", device=str(self.device)) as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+        try:
+            with safe_open(str(path), framework="pt", device=str(self.device)) as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+        except Exception as exc:  # safetensors' own error type, or OSError
+            raise ValueError(
+                f"{path} is damaged ({type(exc).__name__}: {exc}); move it away to resume "
+                "without the replay"
+            ) from exc
         saved_envs, used = tensors["written"].shape
         saved_capacity = int(meta.get("capacity", used))  # files before "capacity": all slots
         total = tensors["total"]

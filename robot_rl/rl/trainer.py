@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.tensorboard import SummaryWriter
 
 from robot_rl.batched_env import BatchedEnv
+from robot_rl.interrupts import defer_sigint
 from robot_rl.rl.agents import (
     DEFAULT_NUM_ENVS,
     NEEDS_BASE,
@@ -26,7 +27,12 @@ from robot_rl.rl.agents import (
     build_agent,
     wrap_env,
 )
-from robot_rl.rl.checkpoint import load_flat_state, read_checkpoint, save_checkpoint
+from robot_rl.rl.checkpoint import (
+    load_flat_state,
+    read_checkpoint,
+    read_config,
+    save_checkpoint,
+)
 from robot_rl.rl.demos import load_demos
 from robot_rl.rl.envs import check_obs_shapes, make_env, obs_shapes, recorded_obs_shapes
 from robot_rl.rl.fasttd3 import FastTD3Config, with_support
@@ -97,9 +103,19 @@ BASE_DIR, ENCODER_DIR = "base", "image_encoder"  # copies kept in the run direct
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (cuda where torch sees a GPU, else cpu), ``cpu``, ``cuda`` or ``cuda:<i>``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device={name} is not a device: use auto, cpu or cuda[:<i>]") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={name}, but this torch ({torch.__version__}) sees no CUDA GPU: "
+            "use device=cpu (or auto)"
+        )
+    return device
 
 
 def replay_slots_per_env(capacity: int, total_steps: int, num_envs: int) -> int:
@@ -168,7 +184,7 @@ def eval_score(result: dict[str, float]) -> tuple[float, float]:
     return (0.0 if math.isnan(success) else success), result["return_mean"]
 
 
-COUNTS = ("total_steps", "eval_every", "eval_episodes", "log_every")
+COUNTS = ("total_steps", "eval_every", "eval_episodes", "log_every", "replay_capacity")
 ALGO_COUNTS = ("utd", "updates_per_step", "policy_delay", "actor_every", "batch_size", "n_step")
 """Settings that are counts of at least 1 (those of the learner where it has them): at 0 a run
 would go on without learning, evaluating or logging, and say nothing."""
@@ -181,9 +197,38 @@ def check_settings(cfg: TrainConfig) -> None:
     wrong = {k: v for k, v in counts.items() if v is not None and v < 1}
     if wrong:
         raise ValueError(f"these settings must be at least 1: {wrong}")
+    if cfg.num_envs < 0:
+        raise ValueError(f"num_envs is a count (0: the learner's default), not {cfg.num_envs}")
     if not 0.0 <= cfg.demo_fraction <= 1.0:
         raise ValueError(
             f"demo_fraction is a share of each batch in [0, 1], not {cfg.demo_fraction}"
+        )
+    if not 0.0 < cfg.algo.gamma <= 1.0:
+        raise ValueError(f"algo.gamma is a discount in (0, 1], not {cfg.algo.gamma}")
+    if cfg.base and cfg.algo.name not in NEEDS_BASE:
+        raise ValueError(
+            f"base= is the frozen policy that algo={'|'.join(NEEDS_BASE)} fine-tunes; "
+            f"algo={cfg.algo.name} trains from scratch: drop base="
+        )
+
+
+def check_run_dir(run_dir: Path, resuming: bool, total_steps: int) -> None:
+    """A new run must not write over another: its checkpoints, best/ and replay would be
+    replaced and its eval.csv and TensorBoard logs mixed with the new run's. A resumed one must
+    have steps left to train."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run directory: choose another out=")
+    if resuming:
+        step = read_config(run_dir / "checkpoint")["step"]
+        if total_steps < step:
+            raise ValueError(
+                f"{run_dir} is already at env step {step}: give a total_steps above it"
+            )
+        return
+    if (run_dir / "checkpoint").exists() or (run_dir / "eval.csv").exists():
+        raise ValueError(
+            f"{run_dir} already holds a run: continue it with resume={run_dir}, or train into "
+            "another out= (or delete it)"
         )
 
 
@@ -199,10 +244,14 @@ class Trainer:
     def _build(self, cfg: TrainConfig) -> None:
         check_settings(cfg)
         self.cfg = cfg
+        algo = cfg.algo
+        self.run_dir = Path(
+            cfg.resume or cfg.out or f"runs/{algo.name}-{cfg.task.replace(':', '-')}-s{cfg.seed}"
+        )
+        check_run_dir(self.run_dir, bool(cfg.resume), cfg.total_steps)
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        algo = cfg.algo
         self.num_envs = cfg.num_envs or DEFAULT_NUM_ENVS[algo.name]
         self.base = self._load_base()
         self.image_encoder = (
@@ -252,9 +301,6 @@ class Trainer:
             )
             if paths
             else None
-        )
-        self.run_dir = Path(
-            cfg.resume or cfg.out or f"runs/{algo.name}-{cfg.task.replace(':', '-')}-s{cfg.seed}"
         )
         if self.demo is not None:  # start the observation statistics from the demonstrations
             valid = self.demo.written[0]
@@ -377,26 +423,38 @@ class Trainer:
             bar = progress.add_task(
                 f"{cfg.algo.name} {cfg.task}", total=cfg.total_steps, completed=self.step, stats=""
             )
-            while self.step < cfg.total_steps:
-                learning = self.step >= cfg.learning_starts or self.demo is not None
-                obs = self._env_step(obs, learning)
-                # once every env stream holds a transition it keeps one: check until then only
-                ready = ready or bool(self.replay.valid_starts().any(1).all())
-                if learning and ready:
-                    metrics = self.agent.learn(self.sample)
-                    self.n_updates += self.agent.updates_per_learn
-                    self._check_losses(metrics)
-                if self.step - last_log >= cfg.log_every:
-                    stats = self._log(
-                        metrics, (self.step - last_log) / (time.time() - t_log), time.time() - t_log
-                    )
-                    progress.update(bar, stats=stats + self._last_eval_text)
-                    last_log, t_log, self.n_updates = self.step, time.time(), 0
-                if self.step - last_eval >= cfg.eval_every or self.step >= cfg.total_steps:
-                    self._evaluate_and_checkpoint()
-                    last_eval = self.step
-                progress.update(bar, completed=self.step)
-        self.writer.close()
+            start_step = self.step
+            try:
+                while self.step < cfg.total_steps:
+                    with defer_sigint():  # a step is stored and learned from whole, or not at all
+                        learning = self.step >= cfg.learning_starts or self.demo is not None
+                        obs = self._env_step(obs, learning)
+                        # once every env stream holds a transition it keeps one: check until then
+                        ready = ready or bool(self.replay.valid_starts().any(1).all())
+                        if learning and ready:
+                            metrics = self.agent.learn(self.sample)
+                            self.n_updates += self.agent.updates_per_learn
+                            self._check_losses(metrics)
+                    if self.step - last_log >= cfg.log_every:
+                        steps_per_s = (self.step - last_log) / (time.time() - t_log)
+                        stats = self._log(metrics, steps_per_s, time.time() - t_log)
+                        progress.update(bar, stats=stats + self._last_eval_text)
+                        last_log, t_log, self.n_updates = self.step, time.time(), 0
+                    if self.step - last_eval >= cfg.eval_every or self.step >= cfg.total_steps:
+                        self._evaluate_and_checkpoint()
+                        last_eval = self.step
+                    progress.update(bar, completed=self.step)
+            except KeyboardInterrupt:
+                if self.step == start_step:
+                    raise KeyboardInterrupt(f"nothing trained since env step {self.step}") from None
+                with defer_sigint():
+                    self.checkpoint()
+                raise KeyboardInterrupt(
+                    f"checkpoint saved at env step {self.step} in {self.run_dir}; "
+                    f"resume={self.run_dir} continues from there"
+                ) from None
+            finally:
+                self.writer.close()
         return self.run_dir
 
     def _env_step(self, obs: dict[str, torch.Tensor], learning: bool) -> dict[str, torch.Tensor]:
@@ -452,13 +510,14 @@ class Trainer:
         self._last_eval_text = (
             f" | eval success {result['success_rate']:.0%} return {result['return_mean']:.1f}"
         )
-        self.checkpoint()
-        score = eval_score(result)
-        if cfg.keep_best and (self.best_score is None or score >= self.best_score):
-            self.best_score = score
-            save_checkpoint(
-                self.run_dir / "best", self.agent, {**self.config_dict(), "eval": result}
-            )
+        with defer_sigint():  # the evaluation may be interrupted, its checkpoints not
+            self.checkpoint()
+            score = eval_score(result)
+            if cfg.keep_best and (self.best_score is None or score >= self.best_score):
+                self.best_score = score
+                save_checkpoint(
+                    self.run_dir / "best", self.agent, {**self.config_dict(), "eval": result}
+                )
 
     _last_eval_text = ""
 
@@ -566,6 +625,8 @@ class SavedRun:
         return env
 
     def evaluate(self, episodes: int = 50, seed: int = 12345, num_envs: int = 8) -> dict:
+        if episodes < 1 or num_envs < 1:
+            raise ValueError(f"evaluate at least 1 episode in 1 env, not {episodes} in {num_envs}")
         env = self.make_env(num_envs, seed)
         try:
             return evaluate(self.agent, env, episodes, seed)
