@@ -10,6 +10,14 @@ import numpy as np
 from robot_rl.batched_env import BatchedEnv
 
 
+def check_video_path(path: str | Path) -> Path:
+    """Refuse, before any rollout, a video path that cannot be written as an MP4."""
+    path = Path(path)
+    if path.suffix.lower() != ".mp4" or path.is_dir():
+        raise ValueError(f"video={path}: give the path of an .mp4 file to write")
+    return path
+
+
 def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: float) -> Path:
     """Frames (T, H, W, 3) uint8 to ``path`` (H.264, yuv420p)."""
     path = Path(path)

@@ -1,6 +1,7 @@
 """The robot-rl console script, run as a user runs it."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
+from robot_rl.cli.main import compose
 from robot_rl.data.episode_store import EpisodeStore
 
 CLI = [sys.executable, "-m", "robot_rl.cli.main"]
@@ -36,6 +38,40 @@ def test_bad_settings_fail_clearly(override):
     out = run("collect", override)
     assert out.returncode == 2
     assert "robot-rl collect: error:" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["totl_steps=9"], "unknown setting 'totl_steps' (did you mean total_steps?)"),
+        (["+totl_steps=9"], "unknown setting 'totl_steps' (did you mean total_steps?)"),
+        (["algo=fasttd3", "+algo.polcy_delay=3"], "(did you mean algo.policy_delay or"),
+        (["algo.utd=abc"], "algo.utd=abc: Value 'abc' of type 'str' could not be converted to Int"),
+    ],
+)
+def test_unknown_or_mistyped_train_settings_are_named(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        compose("train", overrides)
+    assert compose("train", ["+env.reward_type=sparse"]).env == {"reward_type": "sparse"}
+
+
+def test_bad_requests_are_refused_before_any_work(tmp_path):
+    from robot_rl.cli import commands
+    from robot_rl.cli.main import resume_overrides
+
+    with pytest.raises(ValueError, match="collect at least 1 episode in 1 world, not 0"):
+        commands.collect(compose("collect", ["task=reach", "episodes=0"]))
+    # refused before the checkpoint (which does not exist) is even looked for
+    with pytest.raises(ValueError, match="video=x.txt: give the path of an .mp4 file"):
+        commands.evaluate(compose("eval", ["ckpt=nowhere", "video=x.txt"]))
+    run_dir = tmp_path / "run" / "checkpoint"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(
+        '{"train": {"algo": {"name": "sac"}, "env": {}, "task": "reach"}}'
+    )
+    with pytest.raises(ValueError, match="trained with algo=sac; a resumed run keeps its learner"):
+        resume_overrides([f"resume={tmp_path / 'run'}", "algo=fasttd3_cpu"])
+    resume_overrides([f"resume={tmp_path / 'run'}", "algo=sac"])  # the same learner: fine
 
 
 def test_collect_writes_demonstrations(tmp_path):
@@ -105,7 +141,7 @@ def test_interrupted_collection_keeps_every_finished_episode(tmp_path, sig):
     finally:
         proc.kill()  # a collector that ignored the signal must not outlive the test
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "saved" in err
+        assert proc.returncode == 130 and "every finished episode is saved in the store" in err
     store = EpisodeStore(path)
     assert store.num_episodes >= 3
     for i in range(store.num_episodes):

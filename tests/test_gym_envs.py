@@ -81,3 +81,5 @@ def test_camera_obs_modes_and_unknown_settings_are_refused_for_gym_envs():
         make_env("gym:Pendulum-v1", 1, obs="pixels")
     with pytest.raises(ValueError, match="does not take the settings"):
         make_env("gym:Pendulum-v1", 1, overrides={"bogus": 1})
+    with pytest.raises(ValueError, match="gym:NoSuchEnv-v0: .*doesn't exist"):
+        make_env("gym:NoSuchEnv-v0", 1)

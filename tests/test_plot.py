@@ -1,5 +1,7 @@
 """Learning-curve plots: the mean over seeds and its grouping."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +16,22 @@ def write_run(path, successes, step=1000):
         rows.append(f"{i * step},{10.0 * i},{s},{2 * s}")
     (path / "eval.csv").write_text("\n".join(rows) + "\n")
     return str(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "not a robot-rl eval.csv"),
+        ("env_step,wall_time,success_rate,return_mean\n", "has no evaluations yet"),
+        ("env_step,wall_time,success_rate,return_mean\n1000,3.0,0.5\n", "line 2 is damaged"),
+        ("step,success\n1,0\n", "no column ['env_step', 'return_mean', 'success_rate'"),
+    ],
+)
+def test_an_eval_csv_without_evaluations_is_a_clear_error(tmp_path, text, message):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "eval.csv").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plot_runs([str(tmp_path / "run")], tmp_path / "out.png")
 
 
 def test_seed_mean_averages_the_evaluations_every_run_reached(tmp_path):

@@ -28,6 +28,10 @@ def collect(cfg: CollectConfig) -> int:
     from robot_rl.sim.registry import make_task
     from robot_rl.sim.tasks.base import TaskRuntime
 
+    if cfg.episodes < 1 or cfg.num_envs < 1:
+        raise ValueError(
+            f"collect at least 1 episode in 1 world, not {cfg.episodes} in {cfg.num_envs}"
+        )
     policy = _policy(cfg.policy, cfg.task.name)
     rt = TaskRuntime(make_task(cfg.task.name, cfg.task), cfg.num_envs)
     try:
@@ -98,7 +102,10 @@ def train(cfg: TrainConfig) -> int:
 def evaluate(cfg: EvalConfig) -> int:
     from robot_rl.rl.envs import make_env
     from robot_rl.rl.trainer import SavedRun
+    from robot_rl.video import check_video_path
 
+    if cfg.video:
+        check_video_path(cfg.video)
     run = SavedRun.load(cfg.ckpt, cfg.device)
     result = run.evaluate(cfg.episodes, cfg.seed, cfg.num_envs)
     train = run.config["train"]

@@ -7,7 +7,9 @@ robot-rl collect --help
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,12 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], int]]] = {
 }
 
 
+INTERRUPTED = {
+    "collect": "every finished episode is saved in the store",
+    "pipeline": "its finished stages are kept and reused by the next run",
+}
+
+
 def usage() -> str:
     lines = ["usage: robot-rl <command> [key=value ...]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, (text, _) in SUBCOMMANDS.items()]
@@ -41,7 +49,10 @@ def usage() -> str:
 
 def compose(command: str, overrides: list[str], typed: bool = True):
     """The command's config with overrides applied (a typed object, or the DictConfig with
-    required values still missing if not ``typed``); raises ValueError on a bad override."""
+    required values still missing if not ``typed``); raises ValueError on a bad override.
+
+    Every setting is a typed field, so Hydra's ``+key=value`` (add a key) is refused, but for
+    train's free-form ``env.`` settings: an added key would be carried along and ignored."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -50,6 +61,13 @@ def compose(command: str, overrides: list[str], typed: bool = True):
 
     from robot_rl.configs import register_configs
 
+    added = [
+        _override_key(o)
+        for o in overrides
+        if o.startswith("+") and not (command == "train" and _override_key(o).startswith("env."))
+    ]
+    if added:
+        raise ValueError(unknown_setting(command, overrides, added[0]))
     register_configs(command)
     GlobalHydra.instance().clear()
     try:
@@ -57,7 +75,40 @@ def compose(command: str, overrides: list[str], typed: bool = True):
             cfg = hydra_compose(config_name=command, overrides=overrides)
         return OmegaConf.to_object(cfg) if typed else cfg
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(" ".join(str(exc).split())) from exc
+        raise ValueError(explain_config_error(command, overrides, exc)) from exc
+
+
+def explain_config_error(command: str, overrides: list[str], exc: BaseException) -> str:
+    """Hydra's error in our terms: an unknown setting named as such (Hydra suggests adding it
+    with '+'), a value of the wrong type with the type it needs."""
+    from omegaconf.errors import ValidationError
+
+    text = " ".join(str(exc).split())
+    unknown = re.match(r"Could not override '([^']+)'", text)
+    if unknown:
+        return unknown_setting(command, overrides, unknown.group(1))
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not isinstance(cause, ValidationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        text += ": " + " ".join(str(cause).split()).split(" full_key:")[0]
+    return text
+
+
+def unknown_setting(command: str, overrides: list[str], key: str) -> str:
+    """'unknown setting' for ``key``, with the nearest names at its level."""
+    parent, _, name = key.rpartition(".")
+    names: list[str] = []
+    try:  # the settings at that level, as the other overrides compose them
+        rest = [o for o in overrides if _override_key(o) != key]
+        cfg = compose(command, rest, typed=False)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        names = [str(k) for k in node if k != "defaults"]
+    except Exception:  # another bad override: no suggestion
+        pass
+    close = [f"{parent}.{n}" if parent else n for n in difflib.get_close_matches(name, names)]
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"unknown setting {key!r}{hint}; `robot-rl {command} --help` lists the settings"
 
 
 def _hydra_value(value: Any) -> str:
@@ -77,7 +128,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     """``train resume=RUN ...``: the run's saved settings, then the given overrides on top, so a
     run continues as it was configured (its own copies of the base policy and image encoder
     included)."""
-    from robot_rl.rl.agents import saved_algo_values
+    from robot_rl.rl.agents import PRESETS, saved_algo_values
     from robot_rl.rl.trainer import BASE_DIR, ENCODER_DIR
 
     given = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "resume" and "=" in o]
@@ -93,6 +144,12 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         if saved.get(key) and (run / key).is_dir():
             saved[key] = str(run / key)
     algo, env = saved_algo_values(saved.pop("algo")), saved.pop("env")
+    asked = [o.split("=", 1)[1] for o in overrides if _override_key(o) == "algo" and "=" in o]
+    if asked and asked[-1] in PRESETS and PRESETS[asked[-1]].name != algo["name"]:
+        raise ValueError(
+            f"resume={run} was trained with algo={algo['name']}; a resumed run keeps its "
+            f"learner (algo={asked[-1]} needs a new run, without resume=)"
+        )
     restored = [f"algo={algo['name']}"]
     restored += [f"algo.{k}={_hydra_value(v)}" for k, v in algo.items() if k != "name"]
     restored += [f"+env.{k}={_hydra_value(v)}" for k, v in env.items()]
@@ -137,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"robot-rl {command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"robot-rl {command}: interrupted; everything finished so far is saved", file=sys.stderr
-        )
+    except KeyboardInterrupt as exc:
+        # train says what it saved; collect keeps every finished episode; the others save at
+        # their end, so an interrupted one saved nothing (a pipeline keeps its finished stages)
+        saved = str(exc) or INTERRUPTED.get(command, "its output was not saved")
+        print(f"robot-rl {command}: interrupted; {saved}", file=sys.stderr)
         return 130
 
 

@@ -42,6 +42,8 @@ class GymBatchedEnv(BatchedEnv):
             self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
         except TypeError as exc:  # a keyword the env's constructor does not take
             raise ValueError(f"{env_id} does not take the settings {kwargs}: {exc}") from exc
+        except gym.error.Error as exc:  # no such id, a malformed one, a missing extra
+            raise ValueError(f"gym:{env_id}: {exc}") from exc
         space = self.envs[0].action_space
         if not isinstance(space, gym.spaces.Box):
             raise ValueError(

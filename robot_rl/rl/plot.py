@@ -23,9 +23,18 @@ def read_eval(run_dir: str | Path) -> dict[str, list[float]]:
         raise FileNotFoundError(f"{run_dir} has no eval.csv (is it a training run directory?)")
     cols: dict[str, list[float]] = {}
     with path.open() as fh:
-        for row in csv.DictReader(fh):
-            for key, value in row.items():
-                cols.setdefault(key, []).append(float(value))
+        reader = csv.DictReader(fh)
+        missing = {"env_step", "wall_time", *METRICS} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path} is not a robot-rl eval.csv: no column {sorted(missing)}")
+        try:
+            for row in reader:
+                for key, value in row.items():
+                    cols.setdefault(key, []).append(float(value))
+        except (TypeError, ValueError) as exc:  # a row cut short, or not numbers
+            raise ValueError(f"{path} line {reader.line_num} is damaged: {exc}") from exc
+    if not cols:
+        raise ValueError(f"{path} has no evaluations yet")
     return cols
 
 
