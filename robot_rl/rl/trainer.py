@@ -492,6 +492,8 @@ class Trainer:
             self.writer.add_scalar("train/return", returns, self.step)
             self.writer.add_scalar("train/success", successes, self.step)
             stats += f" | return {returns:.1f}"
+            if not math.isnan(successes):  # the task reports success
+                stats += f" success {successes:.0%}"
         return stats
 
     def _evaluate_and_checkpoint(self) -> None:
