@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from robot_rl.rl.checkpoint import flat_state, load_flat_state
 from robot_rl.rl.fasttd3 import FastTD3, FastTD3Config
 from robot_rl.rl.networks import CriticEnsemble, RunningNorm, TanhGaussianActor, random_shift
 from robot_rl.rl.sac import SAC, SACConfig
@@ -308,3 +309,21 @@ def test_learn_makes_updates_per_learn_updates_the_actor_of_sac_on_the_last(algo
     assert len(calls) == agent.updates_per_learn == (3 if algo == "sac" else 5)
     if algo == "sac":  # SERL: critic updates, then one with the actor and temperature
         assert calls == [False, False, True]
+
+
+def test_fasttd3_keeps_the_actor_delay_in_phase_across_a_checkpoint():
+    def make():
+        torch.manual_seed(0)
+        cfg = FastTD3Config(actor_hidden=[8], critic_hidden=[8], atoms=11, policy_delay=2)
+        return FastTD3(cfg, SHAPES, 2, num_envs=2)
+
+    agent = make()
+    agent.update(batch())  # critic only: the next update is the actor's
+    tensors, meta = flat_state(agent)
+    resumed = make()
+    load_flat_state(resumed, tensors, meta)
+    assert "loss/actor" in resumed.update(batch())
+    del tensors["model._extra_state"]  # a checkpoint from before the counter was saved
+    older = make()
+    load_flat_state(older, tensors, meta)
+    assert older.updates == 0

@@ -38,12 +38,19 @@ def load_flat_state(
 ) -> None:
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
-        module.load_state_dict(model)
+        missing, unexpected = module.load_state_dict(model, strict=False)
     except RuntimeError as exc:  # e.g. a checkpoint written by an older layout of the networks
         first = str(exc).strip().splitlines()[1:2] or [str(exc)]
         raise ValueError(
             f"checkpoint does not fit {type(module).__name__}: {first[0].strip()}"
         ) from exc
+    # a learner's counters (its extra state) may postdate the checkpoint: they start afresh
+    missing = [k for k in missing if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint does not fit {type(module).__name__}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
     if not optimizers:
         return
     for name, info in meta.items():

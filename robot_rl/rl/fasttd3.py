@@ -139,6 +139,14 @@ class FastTD3(nn.Module):
         """Gradient updates in one ``learn`` call."""
         return self.cfg.updates_per_step
 
+    def get_extra_state(self) -> torch.Tensor:
+        """The update counter travels with the weights, so a resumed run keeps the actor's
+        delay in phase."""
+        return torch.tensor([self.updates])
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.updates = int(state[0])
+
     def learn(self, sample) -> dict[str, torch.Tensor]:
         """One batched env step's worth of learning: ``updates_per_step`` critic updates."""
         metrics = {}
