@@ -327,3 +327,16 @@ def test_fasttd3_keeps_the_actor_delay_in_phase_across_a_checkpoint():
     older = make()
     load_flat_state(older, tensors, meta)
     assert older.updates == 0
+
+
+def test_a_checkpoint_of_another_network_is_refused():
+    def sac(hidden):
+        return SAC(SACConfig(num_critics=2, hidden=hidden, compile="off"), SHAPES, 2)
+
+    tensors, meta = flat_state(sac([8]))
+    with pytest.raises(ValueError, match="does not fit SAC"):  # other layer sizes
+        load_flat_state(sac([16]), tensors, meta)
+    weight = next(k for k in tensors if k.startswith("model.actor."))
+    del tensors[weight]
+    with pytest.raises(ValueError, match=f"does not fit SAC: missing \\['{weight[6:]}'\\]"):
+        load_flat_state(sac([8]), tensors, meta)
