@@ -146,3 +146,24 @@ def test_a_dead_actor_is_a_clear_error_for_the_learner():
     with pytest.raises(PeerGone, match="actor .* closed the link"):
         receiver.receive()
     receiver.close()
+
+
+def test_the_last_steps_of_an_actor_that_has_gone_are_returned_before_peer_gone():
+    from robot_rl.rl.distributed import env_step_message
+
+    receiver, sender = connected_pair()
+    replay = ReplayBuffer({"state": ((3,), torch.float32)}, 1, num_envs=1, capacity_per_env=10)
+    no = torch.zeros(1, dtype=torch.bool)
+    for t in range(3):
+        obs = {"state": torch.full((1, 3), float(t))}
+        # final_obs is obs and one flag tensor serves both flags, as our envs hand them over
+        # where no episode ended: shared memory, which safetensors alone refuses
+        step = env_step_message(obs, torch.zeros(1, 1), torch.ones(1), no, no, obs)
+        sender.send({**step, "t": torch.tensor([t])})
+    sender.close()  # the actor exits with its steps still in the link
+    assert receiver.poll(5)
+    got = store_received(receiver, replay)  # they come back, not lost in the PeerGone
+    assert [int(s["t"][0]) for s in got] == [0, 1, 2] and replay.total.tolist() == [3]
+    with pytest.raises(PeerGone, match="every transition received before this"):
+        store_received(receiver, replay)
+    receiver.close()

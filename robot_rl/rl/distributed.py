@@ -31,13 +31,18 @@ class PeerGone(ConnectionError):
 
 
 def encode_transition(transition: dict[str, torch.Tensor]) -> bytes:
-    """Flat dict of tensors (nested dicts joined with '.') -> bytes."""
-    flat = {}
+    """Flat dict of tensors (nested dicts joined with '.') -> bytes. Entries may be the same
+    tensor (an env's final observation where no episode ended, one flag tensor for two
+    fields): safetensors refuses shared memory, so each repeat is sent as its own copy."""
+    flat, storages = {}, set()
     for key, value in transition.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v.contiguous().cpu() for k, v in value.items()})
-        else:
-            flat[key] = value.contiguous().cpu()
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, tensor in items:
+            tensor = tensor.contiguous().cpu()
+            if tensor.untyped_storage().data_ptr() in storages:
+                tensor = tensor.clone()
+            storages.add(tensor.untyped_storage().data_ptr())
+            flat[key if sub is None else f"{key}.{sub}"] = tensor
     return save(flat)
 
 
@@ -77,11 +82,16 @@ def store_received(
 ) -> list[dict]:
     """Learner side: move the env steps waiting on ``receiver`` (at most ``limit``) into
     ``replay``, in the order sent; returns them (with any other entries the actor added, e.g.
-    the version of the weights it acted with). ``PeerGone`` once the actor has gone and
-    everything it sent is stored."""
+    the version of the weights it acted with). Once the actor has gone, the call that stores
+    its last steps returns them, and the next raises ``PeerGone``."""
     stored = []
-    while len(stored) < limit and receiver.poll():
-        step = receiver.receive()
+    while len(stored) < limit and receiver.poll():  # poll is also True at the link's end
+        try:
+            step = receiver.receive()
+        except PeerGone:
+            if stored:
+                break  # hand these over; the next call finds the end again
+            raise
         replay.add(
             step["obs"],
             step["action"],
