@@ -115,22 +115,36 @@ def test_a_new_run_does_not_write_over_another(tmp_path):
         Trainer(tiny(tmp_path, out=str(tmp_path / "a_file")))
 
 
-def test_ctrl_c_saves_a_checkpoint_of_the_whole_step_it_lands_in(tmp_path, monkeypatch):
-    trainer = Trainer(tiny(tmp_path, total_steps=400, eval_every=1000))
+def before_learning_at(trainer: Trainer, monkeypatch, step: int, event) -> list[int]:
+    """Call ``event()`` as the trainer starts learning at env ``step``; returns the steps
+    learned at, filled as the run goes."""
     learn, learned_at = trainer.agent.learn, []
 
-    def ctrl_c_then_learn(sample):
-        if trainer.step == 150:
-            signal.raise_signal(signal.SIGINT)  # held back until this step is done
+    def learn_after_event(sample):
+        if trainer.step == step:
+            event()
         learned_at.append(trainer.step)
         return learn(sample)
 
-    monkeypatch.setattr(trainer.agent, "learn", ctrl_c_then_learn)
+    monkeypatch.setattr(trainer.agent, "learn", learn_after_event)
+    return learned_at
+
+
+def run_until_it_raises(trainer: Trainer, error: type[BaseException], match: str) -> None:
     try:
-        with pytest.raises(KeyboardInterrupt, match="checkpoint saved at env step 150"):
+        with pytest.raises(error, match=match):
             trainer.run()
     finally:
         trainer.close()
+
+
+def test_ctrl_c_saves_a_checkpoint_of_the_whole_step_it_lands_in(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(tmp_path, total_steps=400, eval_every=1000))
+    # the Ctrl-C is held back until this step is done
+    learned_at = before_learning_at(
+        trainer, monkeypatch, 150, lambda: signal.raise_signal(signal.SIGINT)
+    )
+    run_until_it_raises(trainer, KeyboardInterrupt, "checkpoint saved at env step 150")
     assert learned_at[-1] == 150  # the step it landed in was learned from, then it stopped
     run_dir = tmp_path / "run"
     assert json.loads((run_dir / "checkpoint" / "config.json").read_text())["step"] == 150
@@ -473,20 +487,13 @@ def test_sac_from_pixels_runs_end_to_end(tmp_path):
 
 def test_non_finite_loss_stops_training_with_the_step(tmp_path, monkeypatch):
     trainer = Trainer(tiny(tmp_path))
-    learn = trainer.agent.learn
 
-    def learn_with_a_broken_critic_from_step_150(sample):
-        if trainer.step == 150:
-            with torch.no_grad():
-                trainer.agent.critic.head.bias.fill_(float("nan"))
-        return learn(sample)
+    @torch.no_grad()
+    def break_the_critic():
+        trainer.agent.critic.head.bias.fill_(float("nan"))
 
-    monkeypatch.setattr(trainer.agent, "learn", learn_with_a_broken_critic_from_step_150)
-    try:
-        with pytest.raises(FloatingPointError, match="loss/critic became nan at env step 150"):
-            trainer.run()
-    finally:
-        trainer.close()
+    before_learning_at(trainer, monkeypatch, 150, break_the_critic)
+    run_until_it_raises(trainer, FloatingPointError, "loss/critic became nan at env step 150")
 
 
 def test_loop_redraws_fasttd3_noise_only_for_the_envs_whose_episode_ended(tmp_path, monkeypatch):
